@@ -1,0 +1,282 @@
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship`.
+
+The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
+starting with "error:" and exit non-zero; no traceback for anything a user can cause.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from .paper import PRESET_DEPTHS
+
+
+def _depth(text: str) -> int:
+    from .paper import blocks_per_stage
+
+    try:
+        depth = int(text)
+        blocks_per_stage(depth)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if "6n+2" in str(e) else f"depth must be an integer, got {text!r}")
+    return depth
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _arch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", type=_depth, default=20, help=f"6n+2; the paper's: {', '.join(map(str, PRESET_DEPTHS))}")
+    p.add_argument("--plain", action="store_true", help="the plain twin: same layers, no shortcuts (Fig. 6)")
+    p.add_argument("--shortcut", choices=("A", "B"), default="A", help="A: zero-padded identity (paper); B: 1x1 projection")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m resnet_demo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="parameters, MACs and layer counts of an architecture")
+    _arch_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train on CIFAR-10 (CPU, one GPU, or torchrun for several)")
+    _arch_args(p)
+    p.add_argument("--preset", choices=("paper", "fast", "classroom"), default="classroom")
+    p.add_argument("--epochs", type=_positive)
+    p.add_argument("--batch-size", type=_positive, help="global batch; the lr is scaled linearly with it")
+    p.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
+    p.add_argument("--subset", type=_positive, help="train on a stratified subset of N images")
+    p.add_argument("--test-subset", type=_positive, help="per-epoch test curve on N test images (final eval uses all)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
+    p.add_argument("--flip-tta", action="store_true", help="also report flip test-time augmentation (separately)")
+    p.add_argument("--data-dir", help="folder with train.npz/test.npz or cifar-10-batches-py")
+    p.add_argument("--no-download", action="store_true", help="never download the data set")
+    p.add_argument("--out", default="runs/latest", help="run folder: checkpoint, history, metrics")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
+    p.add_argument("--weights", required=True, help="a model name (see `models`) or a .safetensors file")
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--flip-tta", action="store_true")
+    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", help="a model name (see `models`) or a .safetensors file; default: the best shipped ResNet")
+    p.add_argument("--top", type=_positive, default=5)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("models", help="shipped models and finished runs")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ship", help="copy a finished run into weights/ and record it in the manifest")
+    p.add_argument("run", help="a finished run folder (with metrics.json)")
+    p.add_argument("--name", help="manifest name (default: resnet20, plain56, ...)")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    p.add_argument("--data-dir", help="the real test set, to evaluate the shipped file itself")
+    p.add_argument("--no-download", action="store_true")
+    return parser
+
+
+def cmd_info(args) -> int:
+    from .model import Arch, describe
+    from .paper import TABLE6_PARAMS_M
+
+    info = describe(Arch(args.depth, args.plain, args.shortcut))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['label']}: {info['params']:,} parameters ({info['params'] / 1e6:.2f}M"
+          + (f"; Table 6: {TABLE6_PARAMS_M[args.depth]}M" if args.depth in TABLE6_PARAMS_M and not args.plain else "")
+          + f"), {info['macs'] / 1e6:.1f}M MACs per image")
+    print(f"  {info['weighted_layers']} weighted layers = 1 stem conv + 3 stages x {info['blocks_per_stage']} blocks x 2 convs + 1 fc")
+    for s in info["stages"]:
+        print(f"  stage {s['stage']}: {s['blocks']} blocks, {s['filters']} filters, {s['output_size']}x{s['output_size']} maps")
+    print(f"  shortcuts: {info['shortcuts']} ({'none: plain net' if args.plain else 'option ' + args.shortcut})")
+    return 0
+
+
+class ProgressPrinter:
+    """Draws the event stream as a tqdm bar; epoch summaries go above it."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, e: dict) -> None:
+        from tqdm import tqdm
+
+        kind = e["type"]
+        if kind == "start":
+            resumed = f", resuming at step {e['resumed_from_step']}" if e.get("resumed_from_step") else ""
+            print(f"{e['label']} ({e['params']:,} params) on {e['device']}: {e['epochs']} epochs x "
+                  f"{e['steps_per_epoch']} steps, batch {e['batch_size']}, {e['train_images']:,} train images{resumed}",
+                  file=sys.stderr)
+            if not self.quiet:
+                self.bar = tqdm(total=e["total_steps"], initial=e.get("resumed_from_step") or 0, unit="step",
+                                dynamic_ncols=True, file=sys.stderr)
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(e["step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{e['loss']:.3f}", lr=f"{e['lr']:.3g}", img_s=f"{e['images_per_s']:.0f}")
+        elif kind == "epoch":
+            line = (f"epoch {e['epoch']}: train loss {e['train_loss']:.3f} acc {100 * e['train_acc']:.2f}% | "
+                    f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}% | {e['elapsed_s']:.0f}s")
+            (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        elif kind == "end":
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            print(e["message"], file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, TrainingError, train
+
+    cfg = TrainConfig(depth=args.depth, plain=args.plain, shortcut=args.shortcut, preset=args.preset,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, subset=args.subset,
+                      test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile,
+                      data_dir=args.data_dir, out=args.out, resume=args.resume,
+                      download=False if args.no_download else None, flip_tta=args.flip_tta,
+                      command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
+    stop = {"requested": False}
+
+    def on_signal(signum, _frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print(f"\nstop requested ({signal.Signals(signum).name}); saving a checkpoint after this step...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        train(cfg, ProgressPrinter(args.quiet), should_stop=lambda: stop["requested"])
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _device(name: str):
+    import torch
+
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_cifar10
+    from .evaluate import evaluate
+    from .weights import resolve
+
+    entry = resolve(args.weights)
+    model = entry.load(_device(args.device))
+    data = load_cifar10(args.data_dir, download=False if args.no_download else None)
+    result = evaluate(model, data.test, _device(args.device), flip_tta=args.flip_tta)
+    result.pop("probs")
+    result["model"] = entry.name
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{entry.label}: test accuracy {100 * result['accuracy']:.2f}% (error {100 - 100 * result['accuracy']:.2f}%) "
+          f"on {result['n']:,} images" + (f"; flip-TTA {100 * result['accuracy_flip_tta']:.2f}%" if args.flip_tta else ""))
+    for name, acc in result["per_class"].items():
+        print(f"  {name:>10}: {100 * acc:.1f}%")
+    return 0
+
+
+def default_model_name() -> str:
+    from .weights import WeightsError, list_models
+
+    models = list_models()
+    residual = [m for m in models if not m.arch.plain]
+    if not models:
+        raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "
+                           "Train one with `python -m resnet_demo train --depth 20 --preset classroom`.")
+    best = max(residual or models, key=lambda m: m.test_accuracy or 0.0)
+    return best.name
+
+
+def cmd_predict(args) -> int:
+    from .images import ImageError, load_input
+    from .inference import probabilities, top_k
+    from .weights import resolve
+
+    entry = resolve(args.model or default_model_name())
+    model = entry.load()
+    failed = 0
+    for path in args.images:
+        try:
+            x, _, _ = load_input(path, name=path)
+            record = {"file": path, "top": top_k(probabilities(model, x)[0], args.top)}
+            for t in record["top"]:
+                t.pop("index")
+        except ImageError as e:
+            failed += 1
+            record = {"file": path, "error": str(e)}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" in record:
+            print(f"{path}: error: {record['error']}")
+        else:
+            print(f"{path}: " + ", ".join(f"{t['label']} {100 * t['prob']:.1f}%" for t in record["top"]))
+    return 1 if failed else 0
+
+
+def cmd_models(args) -> int:
+    from .weights import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "label": m.label, "source": m.source, **m.arch.to_dict(),
+                           "test_accuracy": m.test_accuracy, "file": str(m.weights)} for m in models]))
+        return 0
+    if not models:
+        print("no models yet (weights/manifest.json is empty and runs/ holds no finished run)")
+    for m in models:
+        acc = f"{100 * m.test_accuracy:.2f}%" if m.test_accuracy is not None else "-"
+        print(f"{m.name:<24} {m.label:<30} {m.source:<8} test acc {acc}")
+    return 0
+
+
+def cmd_ship(args) -> int:
+    from .ship import ship_run
+
+    record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
+                      download=False if args.no_download else None)
+    print(f"shipped {record['name']}: test accuracy {100 * record['test_accuracy']:.2f}% -> weights/{record['file']}")
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "models": cmd_models, "ship": cmd_ship}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DataError
+    from .storage import StorageError
+    from .weights import WeightsError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, WeightsError, StorageError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

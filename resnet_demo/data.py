@@ -1,0 +1,242 @@
+"""CIFAR-10 from disk (or torchvision's download), and a loader that augments whole batches on the device.
+
+Sources, searched in order: an explicit directory, $RESNET_DEMO_DATA, ./data. Each may hold the
+`train.npz`/`test.npz` pair that ../shared/cifar10/unpack.py writes, or torchvision's `cifar-10-batches-py`
+folder. If none has the data, torchvision downloads it into the first candidate (unless offline).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .paper import CLASSES, MEAN, STD
+
+ENV_DATA = "RESNET_DEMO_DATA"
+ENV_OFFLINE = "RESNET_DEMO_OFFLINE"  # "1": never try to download (tests, air-gapped classrooms)
+PAD = 4  # the paper's 4-pixel padding before the random 32x32 crop
+
+
+class DataError(RuntimeError):
+    """The data could not be found or read; the message says where we looked and what to do."""
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (N, 32, 32, 3) uint8, RGB
+    labels: np.ndarray  # (N,) int64
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.shape[1:] != (32, 32, 3) or self.images.dtype != np.uint8:
+            raise DataError(f"expected images of shape (N, 32, 32, 3) uint8, got {self.images.shape} {self.images.dtype}")
+        if len(self.labels) != len(self.images):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.labels = self.labels.astype(np.int64)
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(CLASSES)):
+            raise DataError("labels must lie in 0..9")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Cifar10:
+    train: Split
+    test: Split
+    source: str  # where it came from, for logs and manifests
+
+
+def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    found = [Path(data_dir)] if data_dir else []
+    if os.environ.get(ENV_DATA):
+        found.append(Path(os.environ[ENV_DATA]))
+    found.append(Path("data"))
+    unique: list[Path] = []
+    for p in found:
+        if p not in unique:
+            unique.append(p)
+    return unique
+
+
+def _read_npz(path: Path) -> Split:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Split(z["images"], z["labels"])
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path} is not a readable CIFAR-10 npz (needs 'images' and 'labels'): {e}") from e
+
+
+def _read_torchvision(root: Path, download: bool = False) -> Cifar10:
+    from torchvision.datasets import CIFAR10  # pickled batches; torchvision checks their MD5 before reading
+
+    try:
+        train = CIFAR10(str(root), train=True, download=download)
+        test = CIFAR10(str(root), train=False, download=download)
+    except RuntimeError as e:  # "Dataset not found or corrupted."
+        raise DataError(f"{root / 'cifar-10-batches-py'}: {e}") from e
+    return Cifar10(
+        Split(np.asarray(train.data, dtype=np.uint8), np.asarray(train.targets)),
+        Split(np.asarray(test.data, dtype=np.uint8), np.asarray(test.targets)),
+        source=str(root / "cifar-10-batches-py"),
+    )
+
+
+def find_cifar10(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The first candidate directory that holds either format, or None."""
+    for d in candidate_dirs(data_dir):
+        if (d / "train.npz").is_file() and (d / "test.npz").is_file():
+            return d
+        if (d / "cifar-10-batches-py" / "data_batch_1").is_file():
+            return d
+        if d.name == "cifar-10-batches-py" and (d / "data_batch_1").is_file():
+            return d
+    return None
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool | None = None) -> Cifar10:
+    if download is None:
+        download = os.environ.get(ENV_OFFLINE, "") not in ("1", "true", "yes")
+    d = find_cifar10(data_dir)
+    if d is not None:
+        if (d / "train.npz").is_file():
+            return Cifar10(_read_npz(d / "train.npz"), _read_npz(d / "test.npz"), source=str(d))
+        return _read_torchvision(d.parent if d.name == "cifar-10-batches-py" else d)
+    looked = ", ".join(str(p) for p in candidate_dirs(data_dir))
+    how = (
+        f"Get it with `python ../shared/cifar10/unpack.py ../shared/cifar10 data` (this workplace), or put "
+        f"torchvision's cifar-10-batches-py folder in one of those directories, or set {ENV_DATA}."
+    )
+    if not download:
+        raise DataError(f"CIFAR-10 not found (looked in: {looked}). {how}")
+    root = candidate_dirs(data_dir)[0]
+    try:
+        print(f"CIFAR-10 not found (looked in: {looked}); downloading it into {root} with torchvision ...", flush=True)
+        return _read_torchvision(root, download=True)
+    except Exception as e:  # no network, proxy, disk: one message, no traceback
+        raise DataError(f"CIFAR-10 not found (looked in: {looked}) and the download failed ({e}). {how}") from e
+
+
+def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
+    """n images with the classes as balanced as the split allows; deterministic in seed."""
+    if n >= len(split):
+        return split
+    if n <= 0:
+        raise ValueError("subset size must be positive")
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(split.labels == c)) for c in range(len(CLASSES))]
+    take: list[int] = []
+    depth = 0
+    while len(take) < n:  # round-robin over classes, so every class gets n // 10 (+1)
+        for idx in per_class:
+            if depth < len(idx) and len(take) < n:
+                take.append(int(idx[depth]))
+        depth += 1
+    chosen = np.sort(np.asarray(take))
+    return Split(split.images[chosen], split.labels[chosen])
+
+
+def synthetic_cifar10(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Cifar10:
+    """Learnable stand-in data (each class a colour and a stripe direction, plus noise) for tests."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> Split:
+        labels = np.arange(n) % len(CLASSES)
+        rng.shuffle(labels)
+        yy, xx = np.mgrid[0:32, 0:32]
+        images = np.empty((n, 32, 32, 3), np.float32)
+        for c in range(len(CLASSES)):
+            colour = np.array([(c * 37) % 256, (c * 91) % 256, (c * 53) % 256], np.float32)
+            stripes = ((xx * (c % 3) + yy * (c // 3 % 3) + 1) // 4 % 2).astype(np.float32)[..., None]
+            images[labels == c] = colour * 0.6 + 100 * stripes
+        images += rng.normal(0, 20, images.shape)
+        return Split(np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64))
+
+    return Cifar10(make(n_train), make(n_test), source=f"synthetic(seed={seed})")
+
+
+def save_npz_pair(data: Cifar10, out_dir: str | os.PathLike) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", data.train), ("test", data.test)):
+        np.savez(out / f"{name}.npz", images=split.images, labels=split.labels)
+    return out
+
+
+def normalize(x_uint8_nchw: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 NCHW in 0..255 -> the network's input: per-channel (x/255 - MEAN) / STD."""
+    mean = torch.tensor(MEAN, device=x_uint8_nchw.device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x_uint8_nchw.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((x_uint8_nchw.float() / 255.0 - mean) / std).to(dtype)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of normalize, to 0..1 floats (for showing what the network saw)."""
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
+class DeviceLoader:
+    """The whole split as one uint8 tensor on the device; crop, flip and normalise a batch at a time there.
+
+    Every random choice of an epoch comes from a generator seeded with (seed, epoch), so batch k of epoch e
+    is the same whenever it is drawn: a resumed run sees exactly the batches an unbroken one would have.
+    Under DDP each rank takes every world-th image of the same permutation.
+    """
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", train: bool = True,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, channels_last: bool = False):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.channels_last = channels_last
+        images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2)  # NCHW uint8
+        if train:  # pad once; a crop is then a window into the padded image
+            images = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))
+        self.images = images.contiguous().to(self.device)
+        self.labels = torch.from_numpy(split.labels).to(self.device)
+        self.n = len(split)
+
+    def __len__(self) -> int:
+        if self.train:  # drop the ragged last batch, as the paper's iteration counts assume
+            return max(1, self.n // (self.batch_size * self.world_size))
+        return -(-self._shard(torch.arange(self.n)).numel() // self.batch_size)
+
+    def _shard(self, idx: torch.Tensor) -> torch.Tensor:
+        return idx[self.rank::self.world_size] if self.world_size > 1 else idx
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not self.train:
+            idx = self._shard(torch.arange(self.n))
+            for i in range(start_batch * self.batch_size, len(idx), self.batch_size):
+                j = idx[i:i + self.batch_size].to(self.device)
+                yield self._finish(self.images[j]), self.labels[j]
+            return
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g)
+        offsets = torch.randint(0, 2 * PAD + 1, (self.n, 2), generator=g)
+        flips = torch.rand(self.n, generator=g) < 0.5
+        steps = len(self)
+        perm = self._shard(perm[: steps * self.batch_size * self.world_size])
+        ar = torch.arange(32)
+        for b in range(start_batch, steps):
+            j = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            dy, dx, flip = offsets[j, 0], offsets[j, 1], flips[j]
+            rows = dy[:, None] + ar
+            cols = torch.where(flip[:, None], dx[:, None] + 31 - ar, dx[:, None] + ar)
+            j, rows, cols = j.to(self.device), rows.to(self.device), cols.to(self.device)
+            src = self.images[j]  # (B, 3, 40, 40)
+            batch = src[torch.arange(len(j), device=self.device)[:, None, None, None],
+                        torch.arange(3, device=self.device)[None, :, None, None],
+                        rows[:, None, :, None], cols[:, None, None, :]]
+            yield self._finish(batch), self.labels[j]
+
+    def _finish(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        x = normalize(batch_uint8)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -1,0 +1,347 @@
+"""The training engine: one loop for CPU, one GPU, or several under torchrun (DDP).
+
+It reports progress as events (see events.py), checks a stop request every step, writes a resumable
+checkpoint every epoch (and on stop), and ends every failure with a TrainingError whose message a person
+can act on. The last good checkpoint is never overwritten by a bad state.
+
+Run folder (`out`): config.json, events.jsonl, checkpoint.safetensors; when finished also
+model.safetensors, preds.npz and metrics.json (metrics.json last: its presence marks a finished run).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from .data import DataError, DeviceLoader, load_cifar10, stratified_subset
+from .evaluate import evaluate, predictions_arrays
+from .events import EventLog, Listener, broadcast
+from .model import Arch, CifarResNet, count_params
+from .paper import CLASSES, MEAN, STD
+from .recipes import WARMUP_110, Recipe, get_recipe
+from .storage import StorageError, atomic_write_json
+from .weights import WeightsError, save_model, save_predictions
+
+STOP_FILE = "STOP"
+
+
+class TrainingError(RuntimeError):
+    """The run ended early for a reason a person can fix; the message says which and what was kept."""
+
+
+@dataclass
+class TrainConfig:
+    depth: int = 20
+    plain: bool = False
+    shortcut: str = "A"
+    preset: str = "classroom"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    subset: int | None = None        # stratified subset of the training images (quick CPU runs)
+    test_subset: int | None = None   # stratified subset of the test images for the per-epoch curve
+    device: str = "auto"             # "auto" | "cpu" | "cuda" | "cuda:N"
+    seed: int = 0
+    compile: bool = False
+    data_dir: str | None = None
+    out: str = "runs/latest"
+    resume: bool = False
+    download: bool | None = None
+    flip_tta: bool = False
+    command: str | None = None       # recorded in metrics.json for reproducibility
+
+    @property
+    def arch(self) -> Arch:
+        return Arch(self.depth, self.plain, self.shortcut)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+    if dev.type not in ("cpu", "cuda"):
+        raise TrainingError(f"unsupported device {name!r}: use cpu, cuda or auto")
+    return dev
+
+
+def hardware_name(device: torch.device, world_size: int = 1) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+        except OSError:
+            pass
+        name = f"{name}, {torch.get_num_threads()} threads"
+    return f"{world_size} x {name}" if world_size > 1 else name
+
+
+class StopRequest:
+    """True once a signal arrived or a STOP file appeared in the run folder; checked every step."""
+
+    def __init__(self, out: Path, extra: Callable[[], bool] | None = None):
+        self.file = out / STOP_FILE
+        self.flag = False
+        self.extra = extra
+
+    def __call__(self) -> bool:
+        if not self.flag and (self.file.exists() or (self.extra is not None and self.extra())):
+            self.flag = True
+        return self.flag
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
+@torch.no_grad()
+def _test_metrics(model, loader: DeviceLoader, world: int, autocast) -> tuple[float, float]:
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
+    for x, y in loader.epoch():
+        with autocast():
+            logits = model(x)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+    _all_sum(sums, world)
+    model.train()
+    n = max(1.0, sums[2].item())
+    return sums[0].item() / n, sums[1].item() / n
+
+
+def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train as configured; returns the final record (metrics.json) or the 'end' event of a stopped run."""
+    rank, world, local_rank = _dist_info()
+    out = Path(cfg.out)
+    arch = cfg.arch  # validates depth and shortcut
+    device = resolve_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr)
+    if recipe.batch_size % world:
+        raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
+
+    is_main = rank == 0
+    log = EventLog(out / "events.jsonl") if is_main else None
+    emit = broadcast([log, listener] if is_main else [])
+    stop = StopRequest(out, should_stop)
+    t0 = time.time()
+    step = 0
+    try:
+        result = _run(cfg, arch, recipe, device, rank, world, out, emit, stop, t0)
+        step = result.get("step", 0)
+        return result
+    except (DataError, WeightsError, StorageError, ValueError) as e:
+        msg = str(e)
+    except torch.cuda.OutOfMemoryError:
+        msg = (f"CUDA ran out of memory at batch size {recipe.batch_size}; try --batch-size "
+               f"{max(16, recipe.batch_size // 2)}. The last good checkpoint in {out} is kept.")
+    except TrainingError as e:
+        msg = str(e)
+    except KeyboardInterrupt:
+        msg = "interrupted; the last good checkpoint is kept"
+    if is_main:
+        emit({"type": "end", "status": "failed", "message": msg, "elapsed_s": time.time() - t0, "step": step})
+    raise TrainingError(msg)
+
+
+def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, rank: int, world: int, out: Path,
+         emit: Listener, stop: StopRequest, t0: float) -> dict:
+    is_main = rank == 0
+    data = load_cifar10(cfg.data_dir, download=cfg.download)
+    train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
+    test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
+    cuda = device.type == "cuda"
+    per_rank_batch = recipe.batch_size // world
+    if len(train_split) < recipe.batch_size:
+        raise TrainingError(f"only {len(train_split)} training images for a batch of {recipe.batch_size}; "
+                            f"use a larger --subset or a smaller --batch-size")
+    loader = DeviceLoader(train_split, per_rank_batch, device, train=True, seed=cfg.seed, rank=rank,
+                          world_size=world, channels_last=cuda)
+    test_loader = DeviceLoader(test_curve, 1000, device, train=False, rank=rank, world_size=world, channels_last=cuda)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * recipe.epochs
+
+    torch.manual_seed(cfg.seed)
+    raw = CifarResNet(arch).to(device)
+    if cuda:
+        raw = raw.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    optimizer = torch.optim.SGD(raw.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                                weight_decay=recipe.weight_decay)
+    state = {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "warm_done": arch.depth < WARMUP_110["min_depth"]
+             or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
+    config_record = {**asdict(cfg), "recipe": recipe.to_dict()}
+    ck_path = out / ckpt.FILENAME
+    resumed_from = None
+    if cfg.resume and ck_path.is_file():
+        state = ckpt.load_checkpoint(ck_path, raw, optimizer)
+        saved = state.get("config", {})
+        for key in ("depth", "plain", "shortcut", "preset", "seed", "subset"):
+            if key in saved and saved[key] != getattr(cfg, key):
+                raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, "
+                                    f"not {getattr(cfg, key)!r}; resume with the same settings or use another --out")
+        resumed_from = state["step"]
+    elif cfg.resume:
+        print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
+    if is_main:
+        atomic_write_json(out / "config.json", config_record)
+    state["config"] = {k: config_record[k] for k in ("depth", "plain", "shortcut", "preset", "seed", "subset", "epochs")}
+
+    model: torch.nn.Module = raw
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(raw, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    emit({"type": "start", "config": config_record, "arch": arch.to_dict(), "label": arch.label,
+          "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+          "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
+          "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
+          "resumed_from_step": resumed_from, "time": time.time()})
+
+    step = state["step"]
+    elapsed_before = state["elapsed_s"]
+    run_start = time.time()
+    sums = torch.tensor(state["sums"], dtype=torch.float64, device=device)  # loss sum, correct, count this epoch
+    last_emit, last_emit_step = time.time(), step
+    step_time = None  # seconds per step, smoothed
+    eval_time = 0.0
+    warm_errors: list[float] = []
+    model.train()
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - run_start
+
+    def eta() -> float | None:
+        if step_time is None:
+            return None
+        evals_left = recipe.epochs - step // steps_per_epoch
+        return (total_steps - step) * step_time + evals_left * eval_time
+
+    def save(epoch: int, batch: int) -> None:
+        if not is_main:
+            return
+        state.update(epoch=epoch, batch=batch, step=step, elapsed_s=elapsed(), sums=sums.tolist())
+        ckpt.save_checkpoint(ck_path, raw, optimizer, state)
+        emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": step, "path": str(ck_path)})
+
+    def check_finite(loss_value: float) -> None:
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"the loss became {loss_value} at step {step} (epoch {step / steps_per_epoch:.2f}); "
+                                f"training diverged. Try a lower --lr. The last good checkpoint in {out} is kept.")
+
+    for epoch in range(state["epoch"], recipe.epochs):
+        start_batch = state["batch"] if epoch == state["epoch"] else 0
+        if start_batch == 0:
+            sums.zero_()
+        for batch_index, (x, y) in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
+            if stop():
+                save(epoch, batch_index)
+                end = {"type": "end", "status": "stopped", "step": step, "elapsed_s": elapsed(),
+                       "message": f"stopped at step {step}; resume with --resume --out {out}"}
+                emit(end)
+                return end
+            lr = recipe.lr_at(step, total_steps)
+            if not state["warm_done"]:
+                lr = WARMUP_110["lr"]
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            with autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                correct = (logits.argmax(1) == y).sum()
+                sums += torch.stack([loss.detach().double() * len(y), correct.double(),
+                                     torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+            if not state["warm_done"]:  # depth-110 warm-up: leave it once training error < 80%
+                warm_errors.append(1.0 - correct.item() / len(y))
+                if len(warm_errors) >= 20 and sum(warm_errors[-20:]) / 20 < WARMUP_110["until_train_error"]:
+                    state["warm_done"] = True
+            now = time.time()
+            if is_main and (now - last_emit >= 0.5 or batch_index == steps_per_epoch - 1):
+                loss_value = loss.item()
+                check_finite(loss_value)
+                per_step = (now - last_emit) / max(1, step - last_emit_step)
+                step_time = per_step if step_time is None else 0.7 * step_time + 0.3 * per_step
+                emit({"type": "step", "step": step, "epoch": step / steps_per_epoch, "loss": loss_value,
+                      "acc": correct.item() / len(y), "lr": lr, "images_per_s": recipe.batch_size / per_step,
+                      "eta_s": eta(), "elapsed_s": elapsed(), "total_steps": total_steps})
+                last_emit, last_emit_step = now, step
+        t_eval = time.time()
+        totals = _all_sum(sums.clone(), world).tolist()
+        train_loss, train_acc = totals[0] / max(1, totals[2]), totals[1] / max(1, totals[2])
+        check_finite(train_loss)
+        test_loss, test_acc = _test_metrics(model, test_loader, world, autocast)
+        eval_time = time.time() - t_eval
+        last_emit = time.time()  # the evaluation is not training time for the throughput figure
+        emit({"type": "epoch", "epoch": epoch + 1, "step": step, "train_loss": train_loss, "train_acc": train_acc,
+              "test_loss": test_loss, "test_acc": test_acc, "lr": recipe.lr_at(step - 1, total_steps),
+              "elapsed_s": elapsed(), "eta_s": eta()})
+        sums.zero_()
+        save(epoch + 1, 0)
+
+    if not is_main:
+        return {"step": step}
+    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world)
+
+
+def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int) -> dict:
+    """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
+    result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
+    sha = save_model(out / "model.safetensors", raw, arch)
+    save_predictions(out / "preds.npz", predictions_arrays(result["probs"], test_split.labels))
+    record = {
+        **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(raw),
+        "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
+        "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
+        "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
+        "hardware": hardware_name(device, world), "torch": torch.__version__,
+        "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
+        "per_class": result["per_class"], "confusion": result["confusion"],
+        "file": "model.safetensors", "sha256": sha, "history": "events.jsonl", "predictions": "preds.npz",
+    }
+    if "accuracy_flip_tta" in result:
+        record["test_accuracy_flip_tta"] = result["accuracy_flip_tta"]
+    atomic_write_json(out / "metrics.json", record)
+    emit({"type": "end", "status": "completed", "step": step, "elapsed_s": wall, "test_accuracy": result["accuracy"],
+          "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})
+    return record
