@@ -151,6 +151,11 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
 
     is_main = rank == 0
+    if not cfg.resume and (out / ckpt.FILENAME).exists():
+        raise TrainingError(f"{out} already holds a training run's checkpoint; continue it with --resume, "
+                            f"or choose another --out (nothing was overwritten)")
+    if is_main and not cfg.resume:
+        (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
     log = EventLog(out / "events.jsonl") if is_main else None
     emit = broadcast([log, listener] if is_main else [])
     stop = StopRequest(out, should_stop)

@@ -1,0 +1,94 @@
+"""Shared app state: models cached once per server, the model picker, query-param sync, error guarding."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import streamlit as st
+import torch
+
+from ..weights import ModelEntry, WeightsError, list_models
+
+log = logging.getLogger("resnet_demo.app")
+
+
+def guarded(fn: Callable[[], None]) -> None:
+    """Run a page; anything unexpected becomes one clear message in the page (and a log line), never a traceback."""
+    try:
+        fn()
+    except WeightsError as e:
+        st.error(f"Could not load the model: {e}")
+    except Exception as e:  # noqa: BLE001 - the last line of defence for a live classroom
+        if type(e).__name__ in ("RerunException", "StopException", "RerunData"):  # Streamlit control flow
+            raise
+        log.exception("page failed")
+        st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). The rest of the app still works; "
+                 "try another choice or reload the page.")
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=32)
+def _load(path: str, sha256: str | None, mtime: float) -> torch.nn.Module:
+    from ..weights import load_model
+
+    return load_model(path, sha256)[0]
+
+
+def load(entry: ModelEntry) -> torch.nn.Module:
+    """The model, loaded once per server and shared by every session (read-only: eval mode, never trained)."""
+    return _load(str(entry.weights), entry.sha256, entry.weights.stat().st_mtime if entry.weights.exists() else 0.0)
+
+
+def models() -> list[ModelEntry]:
+    """Shipped models and finished runs; reread on every call (cheap: small JSON files) so new runs appear."""
+    try:
+        return list_models()
+    except WeightsError as e:
+        st.error(str(e))
+        return []
+
+
+def no_models_message() -> None:
+    st.warning(
+        "No trained model is available yet: `weights/manifest.json` lists none and `runs/` holds no finished run.\n\n"
+        "Train one on the **Train** page (a few minutes on a laptop CPU with the *classroom* preset), or from a "
+        "terminal: `python -m resnet_demo train --depth 20 --preset classroom`."
+    )
+
+
+def query_param(key: str, default: str | None = None) -> str | None:
+    return st.query_params.get(key, default)
+
+
+def set_query_param(key: str, value: str | None) -> None:
+    if value is None:
+        st.query_params.pop(key, None)
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+
+
+def model_picker(label: str = "Model", key: str = "model", entries: list[ModelEntry] | None = None,
+                 container=None) -> ModelEntry | None:
+    """A selectbox over all models, remembered in the URL (?model=...) so a teacher can share the view."""
+    entries = models() if entries is None else entries
+    if not entries:
+        no_models_message()
+        return None
+    names = [e.name for e in entries]
+    wanted = query_param(key)
+    if key not in st.session_state or st.session_state[key] not in names:
+        st.session_state[key] = wanted if wanted in names else _default_name(entries)
+    by_name = {e.name: e for e in entries}
+    where = container or st
+    choice = where.selectbox(label, names, key=key, format_func=lambda n: _entry_label(by_name[n]))
+    set_query_param(key, choice)
+    return by_name[choice]
+
+
+def _default_name(entries: list[ModelEntry]) -> str:
+    residual = [e for e in entries if not e.arch.plain and e.source == "shipped"] or entries
+    return max(residual, key=lambda e: (e.arch.depth == 20, e.test_accuracy or 0)).name
+
+
+def _entry_label(e: ModelEntry) -> str:
+    acc = f" · {100 * e.test_accuracy:.1f}%" if e.test_accuracy is not None else ""
+    return f"{e.label}{acc}"

@@ -1,0 +1,92 @@
+"""Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry.
+
+Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
+The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
+weights/test_images.npz holds the images any shipped model gets wrong, plus a small gallery per class.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Split, load_cifar10
+from .evaluate import evaluate, predictions_arrays
+from .events import read_events
+from .paper import CLASSES
+from .storage import atomic_write_bytes
+from .weights import (WeightsError, load_model, save_model, save_predictions, shipped_models,
+                      weights_dir, write_manifest_entry)
+
+GALLERY_PER_CLASS = 12
+MAX_STEP_EVENTS = 400  # the shipped history keeps every epoch but thins the step records
+
+
+def thin_history(events: list[dict]) -> list[dict]:
+    """The last run's records (after the final fresh start), with at most MAX_STEP_EVENTS step records."""
+    starts = [i for i, e in enumerate(events) if e.get("type") == "start" and not e.get("resumed_from_step")]
+    events = events[starts[-1]:] if starts else events
+    steps = [i for i, e in enumerate(events) if e.get("type") == "step"]
+    keep_steps = set(steps[:: max(1, -(-len(steps) // MAX_STEP_EVENTS))])
+    return [e for i, e in enumerate(events) if e.get("type") != "step" or i in keep_steps]
+
+
+def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: str | None = None,
+             download: bool | None = None, directory: Path | None = None) -> dict:
+    directory = directory or weights_dir()
+    try:
+        record = json.loads((run / "metrics.json").read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{run} is not a finished run (no metrics.json); finish or --resume it first") from None
+    model, meta = load_model(run / record["file"], record.get("sha256"))
+    arch = meta["arch"]
+    name = name or arch.name
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if fp16 else None
+    sha = save_model(directory / f"{name}.safetensors", model, arch, dtype=dtype)
+    shipped, _ = load_model(directory / f"{name}.safetensors", sha)
+    data = load_cifar10(data_dir, download=download)
+    result = evaluate(shipped, data.test, "cpu", flip_tta=True)
+    save_predictions(directory / f"{name}.preds.npz", predictions_arrays(result["probs"], data.test.labels))
+    history = thin_history(read_events(run / record.get("history", "events.jsonl")))
+    atomic_write_bytes(directory / f"{name}.history.jsonl", "".join(json.dumps(e) + "\n" for e in history).encode())
+    record.update(
+        name=name, file=f"{name}.safetensors", sha256=sha, history=f"{name}.history.jsonl",
+        predictions=f"{name}.preds.npz", stored_dtype="float16" if fp16 else "float32",
+        test_accuracy=result["accuracy"], test_accuracy_flip_tta=result["accuracy_flip_tta"],
+        test_loss=result["loss"], test_images=result["n"], per_class=result["per_class"],
+        confusion=result["confusion"], evaluated_with=f"python -m resnet_demo evaluate --weights {name} --data-dir DIR",
+        shipped_with="python -m resnet_demo " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ship"] else None,
+    )
+    write_manifest_entry(name, record, directory)
+    write_test_images(directory, data.test)
+    return record
+
+
+def write_test_images(directory: Path, test: Split) -> None:
+    """The test images the app shows without the data set: every shipped model's mistakes + a gallery."""
+    needed: set[int] = set()
+    for entry in shipped_models(directory):
+        preds = entry.load_predictions()
+        if preds is not None:
+            needed.update(np.flatnonzero(preds["pred"] != preds["labels"]).tolist())
+    for c in range(len(CLASSES)):
+        needed.update(np.flatnonzero(test.labels == c)[:GALLERY_PER_CLASS].tolist())
+    idx = np.array(sorted(needed), dtype=np.int32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, indices=idx, images=test.images[idx], labels=test.labels[idx].astype(np.uint8))
+    atomic_write_bytes(directory / "test_images.npz", buf.getvalue())
+
+
+def read_test_images(directory: Path | None = None) -> dict[int, tuple[np.ndarray, int]] | None:
+    """{test index: (32x32x3 uint8 image, label)} of the shipped test images, or None if there are none."""
+    path = (directory or weights_dir()) / "test_images.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {int(i): (img, int(lab)) for i, img, lab in zip(z["indices"], z["images"], z["labels"])}

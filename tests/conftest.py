@@ -1,0 +1,55 @@
+"""Shared fixtures. Nothing here downloads: RESNET_DEMO_OFFLINE=1 is set for the whole session.
+
+- synthetic_data_dir: a small learnable stand-in for CIFAR-10 (train.npz/test.npz), made on the fly.
+- real_data_dir: the genuine set from $RESNET_DEMO_TEST_DATA (.ci/run sets it); skips with a reason if absent.
+- tiny_run / tiny_weights_dir: a real (tiny) training run on synthetic data, and it shipped into a weights folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ["RESNET_DEMO_OFFLINE"] = "1"
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> Path:
+    from resnet_demo.data import save_npz_pair, synthetic_cifar10
+
+    return save_npz_pair(synthetic_cifar10(640, 320, seed=0), tmp_path_factory.mktemp("synthetic-cifar10"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    d = os.environ.get(REAL_DATA_ENV)
+    if not d or not (Path(d) / "test.npz").is_file() and not (Path(d) / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"real CIFAR-10 not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
+                    f"(`python ../shared/cifar10/unpack.py ../shared/cifar10 DIR`; .ci/run does this)")
+    return Path(d)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_data_dir) -> Path:
+    """A finished 2-epoch ResNet-8 run on synthetic data: config, events, checkpoint, model, preds, metrics."""
+    from resnet_demo.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu",
+                      data_dir=str(synthetic_data_dir), out=str(out), download=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory, tiny_run, synthetic_data_dir) -> Path:
+    """A weights/ folder with the tiny run shipped as 'resnet8' (manifest, history, preds, test images)."""
+    from resnet_demo.ship import ship_run
+
+    directory = tmp_path_factory.mktemp("weights")
+    ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=directory)
+    return directory
