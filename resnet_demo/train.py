@@ -265,6 +265,13 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         ckpt.save_checkpoint(ck_path, raw, optimizer, state)
         emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": step, "path": str(ck_path)})
 
+    def stopped(epoch: int, batch: int) -> dict:
+        save(epoch, batch)
+        end = {"type": "end", "status": "stopped", "step": step, "elapsed_s": elapsed(),
+               "message": f"stopped at step {step}; resume with --resume --out {out}"}
+        emit(end)
+        return end
+
     def check_finite(loss_value: float) -> None:
         if not math.isfinite(loss_value):
             raise TrainingError(f"the loss became {loss_value} at step {step} (epoch {step / steps_per_epoch:.2f}); "
@@ -276,11 +283,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
             sums.zero_()
         for batch_index, (x, y) in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
             if stop():
-                save(epoch, batch_index)
-                end = {"type": "end", "status": "stopped", "step": step, "elapsed_s": elapsed(),
-                       "message": f"stopped at step {step}; resume with --resume --out {out}"}
-                emit(end)
-                return end
+                return stopped(epoch, batch_index)
             lr = recipe.lr_at(step, total_steps)
             if not state["warm_done"]:
                 lr = WARMUP_110["lr"]
@@ -295,8 +298,9 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
             step += 1
             with torch.no_grad():
                 correct = (logits.argmax(1) == y).sum()
-                sums += torch.stack([loss.detach().double() * len(y), correct.double(),
-                                     torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+                sums[0] += loss.detach().double() * len(y)
+                sums[1] += correct
+                sums[2] += len(y)
             if not state["warm_done"]:  # depth-110 warm-up: leave it once training error < 80%
                 warm_errors.append(1.0 - correct.item() / len(y))
                 if len(warm_errors) >= 20 and sum(warm_errors[-20:]) / 20 < WARMUP_110["until_train_error"]:
@@ -311,6 +315,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                       "acc": correct.item() / len(y), "lr": lr, "images_per_s": recipe.batch_size / per_step,
                       "eta_s": eta(), "elapsed_s": elapsed(), "total_steps": total_steps})
                 last_emit, last_emit_step = now, step
+        if stop():  # before the evaluation, so a stop never waits for it; a resume starts with it
+            return stopped(epoch, steps_per_epoch)
         t_eval = time.time()
         totals = _all_sum(sums.clone(), world).tolist()
         train_loss, train_acc = totals[0] / max(1, totals[2]), totals[1] / max(1, totals[2])
