@@ -1,0 +1,72 @@
+"""Plotly figures for the Test-set page: per-class accuracy bars and a clickable confusion matrix.
+
+The confusion matrix is drawn as two heatmaps (correct cells in green, mistakes in red, so the rare mistakes
+are not washed out by the large diagonal) plus an invisible scatter of one marker per cell: Plotly's
+click-to-select works on scatter points but not on heatmap cells, so the markers are what a click selects.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..paper import CLASSES
+
+PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def per_class_bars(series: dict[str, list[float | None]], height: int = 360) -> go.Figure:
+    """Grouped bars of per-class test accuracy (%), one group per class, one bar per model."""
+    fig = go.Figure()
+    for i, (name, accs) in enumerate(series.items()):
+        ys = [None if a is None else 100 * a for a in accs]
+        fig.add_bar(x=list(CLASSES), y=ys, name=name, marker_color=PALETTE[i % len(PALETTE)],
+                    text=[f"{y:.0f}" if y is not None else "" for y in ys], textposition="outside",
+                    hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>")
+    lows = [100 * a for accs in series.values() for a in accs if a is not None]
+    bottom = max(0.0, min(lows, default=0.0) - 10)
+    fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      yaxis=dict(title="test accuracy (%)", range=[bottom // 10 * 10, 104]),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), showlegend=len(series) > 1,
+                      uniformtext=dict(minsize=8, mode="hide"))
+    return fig
+
+
+def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[int, int] | None = None,
+                     height: int = 560) -> go.Figure:
+    """Rows: true class, columns: predicted class. Cell text is the image count; colour is % of the true class."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    totals = counts.sum(1, keepdims=True)
+    pct = np.divide(100.0 * counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    eye = np.eye(len(CLASSES), dtype=bool)
+    names = list(CLASSES)
+    custom = np.dstack([counts, pct])
+    fig = go.Figure()
+    for mask, scale, zmax in ((eye, "Greens", 100.0), (~eye, "Reds", max(5.0, float(pct[~eye].max(initial=0))))):
+        z = np.where(mask, pct, np.nan)
+        fig.add_heatmap(z=z, x=names, y=names, colorscale=scale, zmin=0, zmax=zmax, showscale=False,
+                        text=np.where(mask, counts.astype(str), ""), texttemplate="%{text}",
+                        textfont=dict(size=12), hoverinfo="skip", xgap=1, ygap=1)
+    xs, ys = np.meshgrid(np.arange(len(names)), np.arange(len(names)))
+    fig.add_scatter(  # the click targets: one invisible square per cell
+        x=[names[i] for i in xs.ravel()], y=[names[j] for j in ys.ravel()], mode="markers",
+        marker=dict(symbol="square", size=36, opacity=0), customdata=custom.reshape(-1, 2),
+        hovertemplate="true <b>%{y}</b>, predicted <b>%{x}</b><br>%{customdata[0]} images "
+                      "(%{customdata[1]:.1f}% of the %{y}s)<extra>click to show them</extra>",
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)), showlegend=False)
+    if selected is not None:
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+                      line=dict(color="#1f2430", width=3))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=dict(title="predicted class", side="bottom", tickangle=-35, constrain="domain"),
+                      yaxis=dict(title="true class", autorange="reversed", scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def cell_from_selection(points: list[dict]) -> tuple[int, int] | None:
+    """(true, predicted) class indices of the clicked cell, from a Streamlit plotly selection's points."""
+    for pt in points or ():
+        x, y = pt.get("x"), pt.get("y")
+        if x in CLASSES and y in CLASSES:
+            return CLASSES.index(y), CLASSES.index(x)
+    return None
