@@ -1,0 +1,197 @@
+"""Where an image comes from (CIFAR-10 test gallery, upload, camera), shared by the Predict and Explain pages.
+
+Every source ends in the same `Chosen` record: the 32x32 picture the network sees, its normalised tensor, a
+display-sized original and, for test images, the true label. The image last looked at is kept in
+st.session_state (widget values vanish when their page is left; this does not), so Explain can pick up what
+Predict showed. A gallery choice is also kept in the URL (?test=123) so a teacher can share it.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from .. import ship
+from ..images import ImageError, load_input, to_tensor
+from ..paper import CLASSES
+from ..weights import weights_dir
+from . import state
+
+CURRENT = "inputs.current"  # session_state key of the image last looked at
+_DECODED = "inputs.decoded"  # session_state cache: upload file id -> Chosen | error message
+GALLERY, UPLOAD, CAMERA, KEEP = "CIFAR-10 test image", "Upload", "Camera", "Current image"
+ANY_CLASS = "Any class"
+DISPLAY_MAX = 640  # originals are kept at most this large: enough for the page, small in memory
+
+
+@dataclass(frozen=True)
+class Chosen:
+    key: str  # stable id: "test:123", "upload:<sha1>", "camera:<sha1>"
+    name: str  # what to call it on the page
+    x: torch.Tensor  # (1, 3, 32, 32) normalised network input
+    small: np.ndarray  # (32, 32, 3) uint8: what the network sees
+    original: Image.Image  # for display, at most DISPLAY_MAX pixels on a side
+    label: int | None = None  # the true class, for test images
+    size: tuple[int, int] = (32, 32)  # the original's size before it was shrunk for display
+
+    @property
+    def label_name(self) -> str | None:
+        return CLASSES[self.label] if self.label is not None else None
+
+
+def current() -> Chosen | None:
+    return st.session_state.get(CURRENT)
+
+
+def set_current(chosen: Chosen | None) -> None:
+    if chosen is not None:
+        st.session_state[CURRENT] = chosen
+
+
+# --- the gallery -----------------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the test images...")
+def _shipped(directory: str, mtime: float) -> dict[int, tuple[np.ndarray, int]] | None:
+    return ship.read_test_images(Path(directory))
+
+
+def gallery() -> tuple[dict[int, tuple[np.ndarray, int]], str]:
+    """{test index: (image, label)} and where it comes from: the whole local test set if present, else the
+    images shipped beside the weights (a dozen per class plus every shipped model's mistakes)."""
+    from .pages.testset import local_test_set  # one cached copy of the local test set for the whole app
+
+    local = local_test_set()
+    if local is not None:
+        return {i: (local.images[i], int(local.labels[i])) for i in range(len(local))}, "the local CIFAR-10 test set"
+    path = weights_dir() / "test_images.npz"
+    try:
+        images = _shipped(str(weights_dir()), path.stat().st_mtime if path.is_file() else 0.0)
+    except (OSError, ValueError, KeyError) as e:
+        st.warning(f"The shipped test images ({path}) could not be read: {e}")
+        images = None
+    return images or {}, "the test images shipped with the weights"
+
+
+def _from_test(index: int, image: np.ndarray, label: int) -> Chosen:
+    small = np.ascontiguousarray(image, dtype=np.uint8)
+    return Chosen(key=f"test:{index}", name=f"Test image #{index}", x=to_tensor(small), small=small,
+                  original=Image.fromarray(small), label=int(label))
+
+
+def _gallery_picker(key: str) -> Chosen | None:
+    images, where = gallery()
+    if not images:
+        st.info("No CIFAR-10 test images are available here (no `test_images.npz` beside the weights and no local "
+                "test set). Upload a photo instead.")
+        return None
+    wanted = state.query_param("test")
+    cls_key, idx_key = f"{key}_class", f"{key}_index"
+    if idx_key not in st.session_state and wanted is not None and wanted.isdigit() and int(wanted) in images:
+        st.session_state[idx_key] = int(wanted)
+        st.session_state[cls_key] = ANY_CLASS
+    left, right = st.columns([1, 1])
+    cls = left.selectbox("Class", (ANY_CLASS, *CLASSES), key=cls_key)
+    indices = [i for i, (_, lab) in images.items() if cls == ANY_CLASS or CLASSES[lab] == cls]
+    if not indices:
+        st.info(f"No {cls} images among {where}.")
+        return None
+    if st.session_state.get(idx_key) not in indices:
+        st.session_state[idx_key] = indices[0]
+    if right.button("Random image", key=f"{key}_random", icon=":material/casino:", width="stretch"):
+        st.session_state[idx_key] = random.choice(indices)
+    index = st.selectbox(f"Image ({len(indices):,} from {where})", indices, key=idx_key,
+                         format_func=lambda i: f"#{i} · {CLASSES[images[i][1]]}")
+    state.set_query_param("test", str(index))
+    return _from_test(index, *images[index])
+
+
+# --- uploads and the camera ------------------------------------------------------------------------------
+
+def decode(data: bytes, name: str, kind: str = "upload") -> Chosen:
+    """Bytes a person supplied -> Chosen; raises ImageError with a message meant for them."""
+    x, small, original = load_input(data, name)
+    size = original.size
+    if max(original.size) > DISPLAY_MAX:
+        original = original.copy()
+        original.thumbnail((DISPLAY_MAX, DISPLAY_MAX), Image.Resampling.LANCZOS)
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    return Chosen(key=f"{kind}:{digest}", name=name, x=x, small=np.asarray(small, dtype=np.uint8), original=original,
+                  size=size)
+
+
+def _decode_cached(data: bytes, name: str, kind: str) -> Chosen | str:
+    """Decoding a 12-megapixel photo takes a noticeable moment; do it once per file and session."""
+    cache: dict = st.session_state.setdefault(_DECODED, {})
+    k = (kind, name, hashlib.sha1(data).hexdigest())
+    if k not in cache:
+        try:
+            cache[k] = decode(data, name, kind)
+        except ImageError as e:
+            cache[k] = str(e)
+        while len(cache) > 32:
+            cache.pop(next(iter(cache)))
+    return cache[k]
+
+
+def _uploads(key: str, multiple: bool) -> list[Chosen]:
+    files = st.file_uploader(
+        "Images (PNG, JPEG, WebP, GIF, BMP, TIFF, ... any size)" if multiple else "An image (any format Pillow reads)",
+        accept_multiple_files=multiple, key=f"{key}_upload",
+        help="Each image is centre-cropped to a square and shrunk to 32x32 pixels: all the network ever sees.")
+    files = files if isinstance(files, list) else [files] if files else []
+    out = []
+    for f in files:
+        result = _decode_cached(f.getvalue(), f.name, "upload")
+        if isinstance(result, str):
+            st.error(result, icon=":material/broken_image:")
+        else:
+            out.append(result)
+    return out
+
+
+def _camera(key: str) -> Chosen | None:
+    on = st.toggle("Turn the camera on", key=f"{key}_camera_on",
+                   help="Off by default so the browser asks for the camera only when you want it.")
+    if not on:
+        return None
+    shot = st.camera_input("Take a picture of something: a cat, a car, a toy truck...", key=f"{key}_camera")
+    if shot is None:
+        return None
+    result = _decode_cached(shot.getvalue(), "Camera photo", "camera")
+    if isinstance(result, str):
+        st.error(result, icon=":material/broken_image:")
+        return None
+    return result
+
+
+# --- the picker ------------------------------------------------------------------------------------------
+
+def pick(key: str, multiple: bool = False, offer_current: bool = False) -> list[Chosen]:
+    """Draw the source choice and its widgets; return the valid images (bad files get an st.error each).
+
+    offer_current: also offer the image last looked at elsewhere (the Explain page reuses Predict's).
+    """
+    sources = [GALLERY, UPLOAD, CAMERA]
+    keep = current() if offer_current else None
+    if keep is not None:
+        sources.insert(0, KEEP)
+    src_key = f"{key}_source"
+    if st.session_state.get(src_key) not in sources:
+        st.session_state[src_key] = sources[0]
+    source = st.radio("Image source", sources, key=src_key, horizontal=True, label_visibility="collapsed",
+                      format_func=lambda s: f"{s}: {keep.name}" if s == KEEP and keep else s)
+    if source == KEEP and keep is not None:
+        return [keep]
+    if source == GALLERY:
+        chosen = _gallery_picker(key)
+        return [chosen] if chosen else []
+    if source == UPLOAD:
+        return _uploads(key, multiple)
+    shot = _camera(key)
+    return [shot] if shot else []

@@ -1,0 +1,116 @@
+"""Predict page: bring images (test set, upload, camera), see the 32x32 the network sees and its top-5 guesses,
+optionally from several models side by side."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from ...explain import upscale
+from ...inference import probabilities, top_k
+from ...weights import ModelEntry
+from .. import inputs, state
+
+SEEN_PX = 160  # the 32x32 input drawn 5x, nearest neighbour: every pixel the network gets is visible
+GREY, GREEN = "#b8bfcc", "#2ca02c"
+RED = "#d62728"  # the theme's primary colour
+
+
+def top5_figure(probs: torch.Tensor, true_label: int | None, height: int = 210) -> go.Figure:
+    """Horizontal bars, most likely on top; the top guess red (green when it is right), the true class green."""
+    rows = top_k(probs, 5)[::-1]
+    colors = [GREEN if r["index"] == true_label else GREY for r in rows]
+    if rows[-1]["index"] != true_label:
+        colors[-1] = RED
+    fig = go.Figure(go.Bar(
+        x=[100 * r["prob"] for r in rows], y=[r["label"] for r in rows], orientation="h", marker_color=colors,
+        text=[f"{100 * r['prob']:.1f}%" for r in rows], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=0, r=48, t=4, b=4), showlegend=False,
+                      xaxis=dict(range=[0, 100], visible=False, fixedrange=True),
+                      yaxis=dict(fixedrange=True, tickfont=dict(size=14)),
+                      plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def _verdict(probs: torch.Tensor, true_label: int | None) -> str:
+    best = top_k(probs, 1)[0]
+    text = f"**{best['label']}** · {100 * best['prob']:.1f}%"
+    if true_label is None:
+        return text
+    return text + (" :green[:material/check_circle: right]" if best["index"] == true_label
+                   else " :red[:material/cancel: wrong]")
+
+
+def _explain_button(chosen: inputs.Chosen, entry: ModelEntry, i: int) -> None:
+    if st.button("Explain this prediction", key=f"explain_{i}_{chosen.key}", icon=":material/visibility:"):
+        inputs.set_current(chosen)
+        st.session_state["explain_source"] = inputs.KEEP
+        st.switch_page(st.Page(_explain_page_stub, url_path="explain"), query_params={"model": entry.name})
+
+
+def _explain_page_stub() -> None:
+    """Only its url_path matters: st.switch_page resolves a callable page by url_path ("explain")."""
+
+
+def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.Tensor]]) -> None:
+    with st.container(border=True):
+        title = chosen.name + (f" · true class: **{chosen.label_name}**" if chosen.label is not None else "")
+        st.markdown(f"##### {title}")
+        single = len(results) == 1
+        is_test = chosen.label is not None  # a test image is already 32x32: the original is what the network sees
+        widths = ([1] if is_test else [1.2, 1]) + ([2.2] if single else [])
+        cols = st.columns(widths, gap="medium")
+        if not is_test:
+            w, h = chosen.size
+            cols[0].image(chosen.original, caption=f"Original, {w}x{h} pixels", width="stretch")
+        cols[len(cols) - 1 - single].image(
+            upscale(chosen.small, SEEN_PX), width=SEEN_PX,
+            caption="The 32x32 test image" if is_test else "What the network sees: 32x32")
+        chart_cols = [cols[-1]] if single else st.columns(len(results))
+        for col, (entry, probs) in zip(chart_cols, results):
+            with col:
+                if not single:
+                    st.markdown(f"**{entry.label}**")
+                st.markdown(_verdict(probs, chosen.label))
+                st.plotly_chart(top5_figure(probs, chosen.label), config={"displayModeBar": False},
+                                key=f"top5_{i}_{chosen.key}_{entry.name}", width="stretch")
+        _explain_button(chosen, results[0][0], i)
+
+
+def render() -> None:
+    st.title("Predict")
+    st.caption("What does a CIFAR-10 ResNet think your picture shows? It only ever sees 32x32 pixels "
+               "and knows ten classes.")
+    head = st.columns([1, 1.4])
+    entry = state.model_picker(container=head[0])
+    if entry is None:
+        return
+    others = [e for e in state.models() if e.name != entry.name]
+    compare: list[str] = []
+    if others:
+        by_name = {e.name: e for e in others}
+        if "predict_compare" in st.session_state:  # drop models that vanished or became the main choice
+            st.session_state["predict_compare"] = [n for n in st.session_state["predict_compare"] if n in by_name]
+        compare = head[1].multiselect("Compare with", list(by_name), key="predict_compare",
+                                      format_func=lambda n: by_name[n].label, max_selections=3,
+                                      placeholder="other models, side by side")
+    entries = [entry] + [e for e in others if e.name in compare]
+
+    left, right = st.columns([1, 2.3], gap="large")
+    with left:
+        st.subheader("Image")
+        chosen = inputs.pick("predict", multiple=True)
+    with right:
+        if not chosen:
+            st.info("Pick a test image, upload your own photos, or take one with the camera.",
+                    icon=":material/arrow_back:")
+            return
+        batch = torch.cat([c.x for c in chosen])
+        results = []
+        for e in entries:
+            probs = probabilities(state.load(e), batch)
+            results.append((e, probs))
+        inputs.set_current(chosen[0])
+        for i, c in enumerate(chosen):
+            _card(i, c, [(e, p[i]) for e, p in results])

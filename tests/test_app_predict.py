@@ -1,0 +1,148 @@
+"""The Predict page under Streamlit's AppTest (the real app, where Predict is the default page): it renders with
+and without models, predicts the gallery, uploads and the camera, and turns bad files into messages."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import resnet_demo  # noqa: F401  (importable after the chdir below)
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+TIMEOUT = 120  # importing torch under AppTest takes a while on a loaded machine
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    runs, data = tmp_path / "runs", tmp_path / "no-data"
+    runs.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(runs))
+    monkeypatch.setenv("RESNET_DEMO_DATA", str(data))
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.chdir(tmp_path)  # so ./data and ./runs of the checkout are not picked up
+    return monkeypatch
+
+
+@pytest.fixture
+def app(env, tiny_weights_dir) -> AppTest:
+    env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+def png(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_renders_without_models(env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "Predict"
+    assert any("No trained model" in w.value for w in at.warning)
+    assert not at.file_uploader and not charts(at)
+
+
+def test_gallery_image_is_predicted_with_its_true_label(app):
+    ok(app)
+    assert app.title[0].value == "Predict"
+    assert app.radio(key="predict_source").value == "CIFAR-10 test image"
+    index = app.selectbox(key="predict_index").value
+    assert app.query_params.get("test") == str(index) and app.query_params.get("model") == "resnet8"
+    assert len(charts(app)) == 1
+    assert any("true class" in m.value for m in app.markdown)
+    assert any("right" in m.value or "wrong" in m.value for m in app.markdown)
+    # a class filter narrows the choices, and the random button stays within them
+    app.selectbox(key="predict_class").set_value("ship").run()
+    app.button(key="predict_random").click().run()
+    ok(app)
+    assert app.selectbox(key="predict_index").format_func(app.selectbox(key="predict_index").value).endswith("ship")
+
+
+def test_gallery_choice_comes_from_the_url(env, tiny_weights_dir):
+    env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    from resnet_demo.ship import read_test_images
+
+    wanted = sorted(read_test_images(tiny_weights_dir))[5]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["test"] = str(wanted)
+    at.run()
+    ok(at)
+    assert at.selectbox(key="predict_index").value == wanted
+
+
+def test_uploads_good_and_bad_files(app):
+    app.radio(key="predict_source").set_value("Upload").run()
+    ok(app)
+    truncated = png((300, 200))[:200]
+    app.file_uploader(key="predict_upload").set_value([
+        ("red.png", png(), "image/png"),
+        ("empty.png", b"", "image/png"),
+        ("notes.txt", b"just some text, not an image", "text/plain"),
+        ("cut.png", truncated, "image/png"),
+        ("wide.png", png((900, 300), (20, 90, 220)), "image/png"),
+    ]).run()
+    assert not app.exception, [e.value for e in app.exception]
+    errors = [e.value for e in app.error]
+    assert len(errors) == 3, errors
+    assert any("empty.png" in e and "empty" in e for e in errors)
+    assert any("notes.txt" in e and "not an image" in e for e in errors)
+    assert any("cut.png" in e and ("truncated" in e or "damaged" in e) for e in errors)
+    assert len(charts(app)) == 2  # the two good images were still predicted
+    captions = [c for el in app.get("image") for c in el.captions]
+    assert "Original, 900x300 pixels" in captions and "What the network sees: 32x32" in captions
+
+
+def test_camera_is_off_until_asked(app):
+    app.radio(key="predict_source").set_value("Camera").run()
+    ok(app)
+    assert not app.camera_input
+    app.toggle(key="predict_camera_on").set_value(True).run()
+    ok(app)
+    assert len(app.camera_input) == 1
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (40, 160, 60)).save(buf, "JPEG")
+    app.camera_input[0].set_value(("photo.jpg", buf.getvalue(), "image/jpeg")).run()
+    ok(app)
+    assert len(charts(app)) == 1
+
+
+def test_compare_models_side_by_side(env, tiny_weights_dir, tiny_run, tmp_path):
+    import shutil
+
+    env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run, runs / "tiny")  # a finished run is a second model
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    ok(at)
+    compare = at.multiselect(key="predict_compare")
+    assert list(compare.options) == ["ResNet-8 · run tiny"], compare.options
+    compare.set_value(["run:tiny"]).run()
+    ok(at)
+    assert len(charts(at)) == 2
+
+
+def test_explain_button_carries_the_image_over(app):
+    index = app.selectbox(key="predict_index").value
+    (button,) = [b for b in app.button if b.key and b.key.startswith("explain_")]
+    button.click().run()
+    ok(app)
+    assert app.title[0].value == "Explain"
+    assert app.radio(key="explain_source").value == "Current image"
+    assert any(f"#{index}" in str(o) for o in app.radio(key="explain_source").options)
