@@ -1,0 +1,184 @@
+"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, architectures.
+
+Only measured numbers: the "this project" column comes from the shipped manifest (each model evaluated on
+the full test set); a depth with no shipped model says so instead of showing a number.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ...events import epochs as epoch_rows
+from ...model import Arch, describe
+from ...paper import FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
+from ...weights import ModelEntry, WeightsError, shipped_models
+from .. import charts
+
+NOT_TRAINED = "not trained yet"
+FIG6_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+
+
+def render() -> None:
+    st.title("Deep Residual Learning for Image Recognition")
+    st.caption("He, Zhang, Ren, Sun — CVPR 2016 (arXiv:1512.03385). Section 4.2: CIFAR-10.")
+    shipped = _shipped()
+    _idea()
+    st.divider()
+    _table6(shipped)
+    st.divider()
+    _fig6(shipped)
+    st.divider()
+    _architecture()
+
+
+def _shipped() -> list[ModelEntry]:
+    try:
+        return shipped_models()
+    except WeightsError as e:
+        st.warning(f"The shipped models could not be read: {e}")
+        return []
+
+
+def _idea() -> None:
+    st.header("The degradation problem")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.markdown(
+            "Stacking more layers should never hurt: a deeper net could copy a shallower one and set the extra "
+            "layers to the identity. Yet in practice a **plain** 56-layer network has *higher training error* "
+            "than a 20-layer one. This is not overfitting (the training error is worse too) and not vanishing "
+            "gradients (batch normalisation keeps them healthy): the optimiser simply fails to find the "
+            "identity-like solution through many nonlinear layers.")
+        st.markdown(
+            "**Residual learning** makes that solution easy. Instead of asking a few stacked layers to fit the "
+            "desired mapping $H(x)$ directly, let them fit the *residual* $F(x) = H(x) - x$ and add the input "
+            "back through a shortcut connection:")
+        st.latex(r"H(x) \;=\; F(x, \{W_i\}) \;+\; x")
+        st.markdown(
+            "If the identity is (nearly) optimal, the layers only have to push $F$ towards zero. The shortcut "
+            "adds no parameters and almost no computation (option A), and gradients flow through it unchanged, "
+            "so depth now helps: ResNet-56 beats ResNet-20, and ResNet-110 beats both.")
+    with right:
+        st.markdown("**One basic block** (two 3×3 convolutions):")
+        st.code("x ──┬─► conv3×3 ─► BN ─► ReLU ─► conv3×3 ─► BN ─►(+)─► ReLU ─► out\n"
+                "    │                                              ▲\n"
+                "    └──────────── identity shortcut (x) ───────────┘", language=None)
+        st.markdown(
+            "- **plain** net: the same block without the shortcut.\n"
+            "- **option A**: where the map size halves and the filters double, the shortcut subsamples and "
+            "pads the new channels with zeros (no parameters) — the paper's CIFAR-10 choice.\n"
+            "- **option B**: a 1×1 convolution (with BN) projects the shortcut there instead.")
+
+
+def _measured(shipped: list[ModelEntry], depth: int) -> ModelEntry | None:
+    """The shipped paper-architecture ResNet (option A) of this depth; the best one if several."""
+    found = [e for e in shipped if e.arch == Arch(depth, False, "A") and e.test_accuracy is not None]
+    return max(found, key=lambda e: e.test_accuracy) if found else None
+
+
+def _how(e: ModelEntry) -> str:
+    rec = e.record
+    bits = [f"{rec['preset']} preset" if rec.get("preset") else "", f"{rec['epochs']} epochs" if rec.get("epochs") else "",
+            "subset" if rec.get("subset") else ""]
+    return ", ".join(b for b in bits if b)
+
+
+def _table6(shipped: list[ModelEntry]) -> None:
+    st.header("Table 6: CIFAR-10 test error")
+    rows = []
+    for depth in sorted(TABLE6_ERROR):
+        e = _measured(shipped, depth)
+        rows.append({
+            "Network": f"ResNet-{depth}",
+            "Params (paper)": f"{TABLE6_PARAMS_M[depth]}M",
+            "Paper error %": TABLE6_ERROR[depth],
+            "Public reproduction error %": PUBLIC_REPRO_ERROR.get(depth),
+            "This project error %": f"{100 * (1 - e.test_accuracy):.2f}" if e else NOT_TRAINED,
+            "How we trained it": _how(e) if e else "",
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "Paper error %": st.column_config.NumberColumn(format="%.2f"),
+        "Public reproduction error %": st.column_config.NumberColumn(format="%.2f"),
+    })
+    st.caption("Paper: Table 6, option A shortcuts, 164 epochs (64k iterations), single-view test error. "
+               "Public reproduction: akamaster/pytorch_resnet_cifar10 (its README). This project: the shipped "
+               "weights evaluated on all 10,000 test images (single view); their recipe may be shorter than the "
+               "paper's, as the last column says.")
+    others = [e for e in shipped if e.test_accuracy is not None and (e.arch.plain or e.arch.shortcut != "A"
+                                                                      or e.arch.depth not in TABLE6_ERROR)]
+    if others:
+        st.markdown("Other shipped models (not in Table 6):")
+        st.dataframe(pd.DataFrame([{"Network": e.label, "This project error %": f"{100 * (1 - e.test_accuracy):.2f}",
+                                    "How we trained it": _how(e)} for e in others]), hide_index=True, width="stretch")
+
+
+def _fig6(shipped: list[ModelEntry]) -> None:
+    st.header("Fig. 6: plain vs residual")
+    st.caption(FIG6_NOTE)
+    with_history = {e.name: e for e in shipped if e.history is not None and e.history.is_file()}
+    wanted = [n for n in FIG6_MODELS if n in with_history]
+    missing = [n for n in FIG6_MODELS if n not in with_history]
+    extra = [n for n, e in with_history.items() if n not in FIG6_MODELS]
+    if not with_history:
+        st.info("No shipped model has a training history yet, so there are no curves to draw. Train plain and "
+                "residual nets on the **Train** page and compare them under *Compare runs*.")
+        return
+    names = wanted or extra
+    histories = [(with_history[n].label, with_history[n].load_history()) for n in names]
+    histories = [(label, h) for label, h in histories if epoch_rows(h)]
+    if histories:
+        plain = [(l, h) for l, h in histories if l.startswith("Plain")]
+        resid = [(l, h) for l, h in histories if not l.startswith("Plain")]
+        if plain and resid:
+            a, b = st.columns(2)
+            a.plotly_chart(charts.error_figure(plain, "Plain networks", height=380), key="paper_fig6_plain")
+            b.plotly_chart(charts.error_figure(resid, "ResNets", height=380), key="paper_fig6_resnet")
+        else:
+            st.plotly_chart(charts.error_figure(histories, height=400), key="paper_fig6")
+        st.caption("Dashed: training error (running value on augmented batches); solid: test error.")
+    if missing:
+        st.caption("Not shipped yet: " + ", ".join(missing) + ". Fig. 6 needs all four "
+                   "(plain-20/56 and ResNet-20/56) for the full comparison.")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _describe(depth: int, plain: bool, shortcut: str) -> dict:
+    return describe(Arch(depth, plain, shortcut))
+
+
+def _architecture() -> None:
+    st.header("Architecture")
+    c1, c2, c3 = st.columns(3)
+    choice = c1.selectbox("Depth", [*PRESET_DEPTHS, "other"], key="paper_depth",
+                          format_func=lambda d: f"{d} layers" if d != "other" else "other (6n+2)")
+    if choice == "other":
+        choice = int(c1.number_input("Depth (6n+2)", min_value=2, max_value=1202, value=8, step=6,
+                                     key="paper_depth_other"))
+    kind = c2.radio("Network", ["residual", "plain"], horizontal=True, key="paper_kind")
+    shortcut = c3.radio("Shortcut", ["A", "B"], horizontal=True, key="paper_shortcut", disabled=kind == "plain")
+    try:
+        n = blocks_per_stage(choice)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    info = _describe(choice, kind == "plain", "A" if kind == "plain" else shortcut)
+    m = st.columns(4)
+    m[0].metric("Parameters", f"{info['params'] / 1e6:.3f}M",
+                help=f"Table 6: {TABLE6_PARAMS_M[choice]}M" if choice in TABLE6_PARAMS_M and kind != "plain" else None)
+    m[1].metric("MACs per image", f"{info['macs'] / 1e6:.1f}M")
+    m[2].metric("Weighted layers", f"{info['weighted_layers']}")
+    m[3].metric("Shortcuts", f"{info['shortcuts']}")
+    stages = [{"Stage": "stem", "Output map": "32×32", "Filters": 16, "Blocks": "–", "Layers": "conv3×3"}]
+    for s in info["stages"]:
+        stages.append({"Stage": f"{s['stage']}", "Output map": f"{s['output_size']}×{s['output_size']}",
+                       "Filters": s["filters"], "Blocks": s["blocks"],
+                       "Layers": f"{s['blocks']} × [conv3×3, conv3×3]" + ("" if kind == "plain" else " + shortcut")})
+    stages.append({"Stage": "head", "Output map": "1×1", "Filters": 10, "Blocks": "–",
+                   "Layers": "global average pool, 10-way fc, softmax"})
+    st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
+    where = ("none: a plain net" if kind == "plain" else
+             "identity, zero-padded where the shape changes (option A)" if shortcut == "A" else
+             f"identity, with {info['projection_convs']} 1×1 projections where the shape changes (option B)")
+    st.caption(f"{info['label']}: n = {n} blocks per stage; depth = 6n + 2 = {info['weighted_layers']} "
+               f"(1 stem conv + 3 × {n} × 2 convs + 1 fc). Shortcuts: {where}. MACs count the convolutions "
+               "and the classifier for one 32×32 image.")

@@ -1,0 +1,119 @@
+"""The Train page under AppTest: renders with and without models; a tiny CPU run starts, updates, stops."""
+from __future__ import annotations
+
+import json
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from resnet_demo import jobs
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+pytestmark = pytest.mark.timeout(900)
+
+
+def open_page(url_path: str, at: AppTest | None = None) -> AppTest:
+    """Run the app and switch to a page registered by st.navigation with a callable (AppTest.switch_page
+    only knows page files, so the page is picked by its url_path in the navigation registry)."""
+    at = at or AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "Something went wrong" in e.value]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, synthetic_data_dir):
+    monkeypatch.setenv("RESNET_DEMO_DATA", str(synthetic_data_dir))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
+    yield tmp_path
+    jobs.stop(tmp_path / "runs", force=True)
+
+
+def test_renders_without_models(env):
+    at = open_page("train")
+    assert_clean(at)
+    assert at.title[0].value == "Train a ResNet"
+    assert any("No training run yet" in s.value for s in at.subheader)
+    assert not at.button(key="train_start").disabled
+    # an invalid custom depth is explained and blocks Start
+    at.selectbox(key="train_depth_choice").set_value("other").run()
+    at.number_input(key="train_depth_other").set_value(21).run()
+    assert_clean(at)
+    assert any("6n+2" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+
+
+def test_renders_with_shipped_models_and_compares_them(env, monkeypatch, tiny_weights_dir, tiny_run):
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tiny_run.parent))
+    at = open_page("train")
+    assert_clean(at)
+    compare = at.multiselect(key="train_compare")
+    assert "resnet8" in compare.options[0] or "resnet8" in compare.value
+    assert set(compare.value) >= {"resnet8"}
+    charts = [c for c in at.get("plotly_chart") if "train_chart_compare" in str(c.proto.id)] or at.get("plotly_chart")
+    spec = json.loads(charts[-1].proto.spec)
+    dashes = {t.get("line", {}).get("dash") for t in spec["data"]}
+    assert "dash" in dashes  # training error dashed, as in the paper's Fig. 6
+    # the finished tiny run is shown with its final accuracy
+    assert any("Finished" in s.value for s in at.success)
+
+
+def _loss_points(at: AppTest) -> int:
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if "Training loss" in json.dumps(spec.get("layout", {}).get("title", {})):
+            return len(spec["data"][0]["x"])
+    return 0
+
+
+def test_start_watch_and_stop_a_tiny_run(env):
+    runs = env / "runs"
+    at = open_page("train")
+    at.selectbox(key="train_depth_choice").set_value("other").run()
+    at.number_input(key="train_depth_other").set_value(8)
+    at.number_input(key="train_epochs_classroom").set_value(300)
+    at.number_input(key="train_subset_cpu").set_value(64)
+    at.number_input(key="train_test_subset_cpu").set_value(32)
+    at.number_input(key="train_batch_classroom").set_value(32)
+    at.run()
+    assert_clean(at)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    lock = jobs.active(runs)
+    assert lock is not None
+    run_id = lock["run_id"]
+    assert at.button(key="train_start").disabled  # no second job from this (or any) tab
+
+    jobs.wait(run_id, runs, timeout=180, until=lambda s: len([e for e in s.events if e["type"] == "step"]) >= 2)
+    at.run()
+    assert_clean(at)
+    first = _loss_points(at)
+    assert first >= 2
+    jobs.wait(run_id, runs, timeout=180, until=lambda s: len([e for e in s.events if e["type"] == "step"]) > first)
+    at.run()
+    assert _loss_points(at) > first  # the chart follows the event file
+    assert at.get("progress")  # progress bar with step / ETA / images per second
+    assert "images/s" in at.get("progress")[0].proto.text
+
+    # a second session (another tab, another student) sees the same job
+    other = open_page("train")
+    assert other.button(key="train_start").disabled
+    assert any("ResNet-8" in s.value for s in other.subheader)
+
+    at.button(key="train_stop").click().run()
+    assert_clean(at)
+    s = jobs.wait(run_id, runs, timeout=120)
+    assert s.state == "stopped" and s.has_checkpoint
+    at.run()
+    assert_clean(at)
+    assert not at.button(key="train_start").disabled
+    assert at.button(key="train_resume")  # a stopped run offers Resume
