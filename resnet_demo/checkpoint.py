@@ -30,6 +30,19 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     atomic_write_bytes(path, save(tensors, metadata={"format": FORMAT, "state": json.dumps(state)}))
 
 
+def read_state(path: str | os.PathLike) -> dict:
+    """The loop state (with the run's config) alone, to check a resume's settings before touching the model."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        header = read_header(head + f.read(min(n, 100_000_000)), str(path))
+    meta = header.get("__metadata__", {})
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not a training checkpoint of this project")
+    return json.loads(meta["state"])
+
+
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer in place; returns the loop state. Raises WeightsError on a bad file."""
     from safetensors.torch import load

@@ -103,6 +103,19 @@ class StopRequest:
         return self.flag
 
 
+def _agreed(stop: Callable[[], bool], device: torch.device) -> Callable[[], bool]:
+    """Under DDP a rank that sees the STOP file (or a signal) a step before the others would leave them waiting
+    in the next gradient all-reduce: every rank stops when any rank asks."""
+    import torch.distributed as dist
+
+    def any_rank() -> bool:
+        flag = torch.tensor([1.0 if stop() else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    return any_rank
+
+
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
@@ -156,9 +169,13 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
                             f"or choose another --out (nothing was overwritten)")
     if is_main and not cfg.resume:
         (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
+    if is_main:
+        (out / STOP_FILE).unlink(missing_ok=True)  # left by the stop we resume from; it asked that run, not this
     log = EventLog(out / "events.jsonl") if is_main else None
     emit = broadcast([log, listener] if is_main else [])
     stop = StopRequest(out, should_stop)
+    if world > 1:
+        stop = _agreed(stop, device)
     t0 = time.time()
     step = 0
     try:
@@ -209,12 +226,12 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     ck_path = out / ckpt.FILENAME
     resumed_from = None
     if cfg.resume and ck_path.is_file():
-        state = ckpt.load_checkpoint(ck_path, raw, optimizer)
-        saved = state.get("config", {})
+        saved = ckpt.read_state(ck_path).get("config", {})
         for key in ("depth", "plain", "shortcut", "preset", "seed", "subset"):
             if key in saved and saved[key] != getattr(cfg, key):
                 raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, "
                                     f"not {getattr(cfg, key)!r}; resume with the same settings or use another --out")
+        state = ckpt.load_checkpoint(ck_path, raw, optimizer)
         resumed_from = state["step"]
     elif cfg.resume:
         print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
@@ -246,7 +263,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     last_emit, last_emit_step = time.time(), step
     step_time = None  # seconds per step, smoothed
     eval_time = 0.0
-    warm_errors: list[float] = []
+    warm_errors: list[float] = list(state.get("warm_errors", []))
     model.train()
 
     def elapsed() -> float:
@@ -261,11 +278,13 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     def save(epoch: int, batch: int) -> None:
         if not is_main:
             return
-        state.update(epoch=epoch, batch=batch, step=step, elapsed_s=elapsed(), sums=sums.tolist())
+        state.update(epoch=epoch, batch=batch, step=step, elapsed_s=elapsed(), sums=sums.tolist(),
+                     warm_errors=warm_errors[-20:])
         ckpt.save_checkpoint(ck_path, raw, optimizer, state)
         emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": step, "path": str(ck_path)})
 
     def stopped(epoch: int, batch: int) -> dict:
+        check_finite(_all_sum(sums[:1].clone(), world).item())  # the loss is only checked now and then
         save(epoch, batch)
         end = {"type": "end", "status": "stopped", "step": step, "elapsed_s": elapsed(),
                "message": f"stopped at step {step}; resume with --resume --out {out}"}

@@ -1,0 +1,300 @@
+"""The training engine: events, stop/resume bit for bit, refusals, divergence, full disk, warm-up, schedules."""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_demo import checkpoint as ckpt
+from resnet_demo import recipes, storage
+from resnet_demo import train as train_mod
+from resnet_demo.events import epochs as epoch_rows
+from resnet_demo.events import read_events
+from resnet_demo.recipes import RECIPES, get_recipe
+from resnet_demo.train import TrainConfig, TrainingError, train
+
+# The tiny_run fixture's settings (conftest.py): 640 synthetic images, batch 64 -> 10 steps per epoch, 2 epochs.
+TINY = dict(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu", download=False)
+
+
+def cfg(data_dir, out, **kw) -> TrainConfig:
+    return TrainConfig(**{**TINY, "data_dir": str(data_dir), "out": str(out), **kw})
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def stop_after(n_calls: int):
+    """A should_stop that says yes from its n-th call on (it is asked once before every step)."""
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= n_calls
+
+    return should_stop
+
+
+def ckpt_state(out: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(out / ckpt.FILENAME), "pt") as f:
+        return json.loads(f.metadata()["state"])
+
+
+# ---------------------------------------------------------------- the event stream and run folder
+
+def test_event_stream_and_run_folder(tiny_run):
+    events = read_events(tiny_run / "events.jsonl")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == 1
+    start, end = events[0], events[-1]
+    for key in ("config", "arch", "params", "total_steps", "steps_per_epoch", "device", "world_size",
+                "resumed_from_step", "epochs", "batch_size", "train_images", "test_images"):
+        assert key in start, key
+    assert (start["total_steps"], start["steps_per_epoch"], start["world_size"]) == (20, 10, 1)
+    assert start["resumed_from_step"] is None and start["train_images"] == 640 and start["test_images"] == 320
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps and steps[-1]["step"] == 20
+    for e in steps:
+        assert {"step", "epoch", "loss", "acc", "lr", "images_per_s", "eta_s", "elapsed_s"} <= set(e)
+        assert math.isfinite(e["loss"]) and 0 <= e["acc"] <= 1 and e["lr"] > 0
+    assert [e["step"] for e in steps] == sorted(e["step"] for e in steps)
+    rows = [e for e in events if e["type"] == "epoch"]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 10), (2, 20)]
+    for r in rows:
+        assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "elapsed_s", "eta_s"} <= set(r)
+    cks = [e for e in events if e["type"] == "checkpoint"]
+    assert [(c["epoch"], c["step"]) for c in cks] == [(1, 10), (2, 20)]
+    assert all(c["path"].endswith(ckpt.FILENAME) for c in cks)
+    assert end["status"] == "completed" and end["step"] == 20 and "test accuracy" in end["message"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["depth"] == 8 and metrics["test_images"] == 320
+    assert metrics["test_accuracy"] == end["test_accuracy"] > 0.3  # synthetic classes are easy
+    for f in ("config.json", "model.safetensors", "preds.npz", ckpt.FILENAME):
+        assert (tiny_run / f).is_file(), f
+
+
+# ---------------------------------------------------------------- stop and resume
+
+def test_stop_takes_effect_within_one_step_and_writes_a_checkpoint(synthetic_data_dir, tmp_path):
+    seen = []
+    result = train(cfg(synthetic_data_dir, tmp_path / "r"), listener=seen.append, should_stop=stop_after(4))
+    assert result["status"] == "stopped" and result["step"] == 3  # asked before steps 1..4: three ran
+    assert "--resume" in result["message"]
+    state = ckpt_state(tmp_path / "r")
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
+    assert [e["type"] for e in seen][-2:] == ["checkpoint", "end"]
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_stop_file_takes_effect_within_one_step(synthetic_data_dir, tmp_path):
+    out = tmp_path / "r"
+    calls = {"n": 0}
+
+    def touch_stop_file() -> bool:  # a person running `touch OUT/STOP` while step 3 starts
+        calls["n"] += 1
+        if calls["n"] == 3:
+            (out / train_mod.STOP_FILE).touch()
+        return False
+
+    result = train(cfg(synthetic_data_dir, out), should_stop=touch_stop_file)
+    assert result["status"] == "stopped" and result["step"] == 3  # step 3 finishes, step 4 never starts
+    assert ckpt_state(out)["step"] == 3
+
+
+@pytest.mark.parametrize("how, n_calls", [
+    ("mid-epoch", 15),       # epoch 2, before its 4th batch: the partial epoch sums must survive
+    ("epoch-boundary", 11),  # after epoch 1's last step, before its evaluation
+    ("stop-file", 5),        # epoch 1, via the STOP file, which must not stop the resumed run too
+])
+def test_resume_continues_bit_for_bit(tiny_run, synthetic_data_dir, tmp_path, how, n_calls):
+    out = tmp_path / "r"
+    if how == "stop-file":
+        calls = {"n": 0}
+
+        def should_stop() -> bool:
+            calls["n"] += 1
+            if calls["n"] == n_calls - 1:
+                (out / train_mod.STOP_FILE).touch()
+            return False
+    else:
+        should_stop = stop_after(n_calls)
+    stopped = train(cfg(synthetic_data_dir, out), should_stop=should_stop)
+    assert stopped["status"] == "stopped"
+    resumed = train(cfg(synthetic_data_dir, out, resume=True))
+    assert resumed["steps"] == 20
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ after resume ({how})"
+    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+    ref = [{k: r[k] for k in keys} for r in epoch_rows(read_events(tiny_run / "events.jsonl"))]
+    got = [{k: r[k] for k in keys} for r in epoch_rows(read_events(out / "events.jsonl"))]
+    assert got == ref
+    starts = [e for e in read_events(out / "events.jsonl") if e["type"] == "start"]
+    assert [s["resumed_from_step"] for s in starts] == [None, stopped["step"]]
+    assert json.loads((out / "metrics.json").read_text())["test_accuracy"] == resumed["test_accuracy"]
+
+
+def test_refuses_to_start_over_an_existing_checkpoint(synthetic_data_dir, tmp_path):
+    out = tmp_path / "r"
+    train(cfg(synthetic_data_dir, out), should_stop=stop_after(2))
+    before = (out / ckpt.FILENAME).read_bytes()
+    with pytest.raises(TrainingError, match="already holds.*--resume.*nothing was overwritten"):
+        train(cfg(synthetic_data_dir, out))
+    assert (out / ckpt.FILENAME).read_bytes() == before
+    with pytest.raises(TrainingError, match="written with depth=8, not 14; resume with the same settings"):
+        train(cfg(synthetic_data_dir, out, depth=14, resume=True))
+    assert (out / ckpt.FILENAME).read_bytes() == before
+
+
+# ---------------------------------------------------------------- failures a person can fix
+
+def test_divergence_is_a_clear_error_and_keeps_the_last_good_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    real_ce = train_mod.F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):  # training is fine for epoch 1, then the loss turns NaN in epoch 2
+        calls["n"] += 1
+        loss = real_ce(*a, **k)
+        return loss * float("nan") if calls["n"] > 5 + 2 else loss
+
+    monkeypatch.setattr(train_mod.F, "cross_entropy", poisoned)
+    seen = []
+    with pytest.raises(TrainingError, match=r"loss became nan.*diverged.*lower --lr.*checkpoint.*kept"):
+        train(cfg(synthetic_data_dir, out, subset=320), listener=seen.append)
+    state = ckpt_state(out)
+    assert (state["epoch"], state["step"]) == (1, 5)
+    assert all(torch.isfinite(t).all() for t in tensors(out / ckpt.FILENAME).values())
+    assert seen[-1]["type"] == "end" and seen[-1]["status"] == "failed" and "nan" in seen[-1]["message"]
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_stop_after_divergence_does_not_checkpoint_the_broken_state(synthetic_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    real_ce = train_mod.F.cross_entropy
+    monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real_ce(*a, **k) * float("inf"))
+    with pytest.raises(TrainingError, match="diverged"):
+        train(cfg(synthetic_data_dir, out), should_stop=stop_after(3))
+    assert not (out / ckpt.FILENAME).exists()
+
+
+def test_huge_learning_rate_diverges_with_a_clear_error(synthetic_data_dir, tmp_path):
+    with pytest.raises(TrainingError, match="diverged"):
+        train(cfg(synthetic_data_dir, tmp_path / "r", epochs=1, lr=1e12, test_subset=10))
+
+
+def test_full_disk_keeps_the_last_good_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    real_replace = os.replace
+    writes = {"n": 0}
+
+    def replace(src, dst, *a, **k):
+        if str(dst).endswith(ckpt.FILENAME):
+            writes["n"] += 1
+            if writes["n"] >= 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(storage.os, "replace", replace)
+    with pytest.raises(TrainingError, match="disk is full.*unchanged"):
+        train(cfg(synthetic_data_dir, out, subset=320))
+    state = ckpt_state(out)
+    assert (state["epoch"], state["step"]) == (1, 5)
+    assert not list(out.glob(".*.tmp")), "a half-written temp file was left behind"
+    assert read_events(out / "events.jsonl")[-1]["status"] == "failed"
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESNET_DEMO_DATA", raising=False)
+    with pytest.raises(TrainingError, match=r"CIFAR-10 not found \(looked in: .*nowhere"):
+        train(cfg(tmp_path / "nowhere", tmp_path / "r"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
+def test_cuda_without_cuda_is_a_clear_error(synthetic_data_dir, tmp_path):
+    with pytest.raises(TrainingError, match="no CUDA GPU.*--device cpu"):
+        train(cfg(synthetic_data_dir, tmp_path / "r", device="cuda"))
+
+
+def test_too_few_images_for_a_batch(synthetic_data_dir, tmp_path):
+    with pytest.raises(TrainingError, match="only 40 training images for a batch of 64"):
+        train(cfg(synthetic_data_dir, tmp_path / "r", subset=40))
+
+
+# ---------------------------------------------------------------- learning-rate logic
+
+class RecordingSGD(torch.optim.SGD):
+    lrs: list[float] = []
+
+    def step(self, closure=None):
+        RecordingSGD.lrs.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_depth110_warmup_mechanism(synthetic_data_dir, tmp_path, monkeypatch):
+    """Paper preset at depth >= 110: lr 0.01 until the training error (last 20 steps) is below 80%, then 0.1."""
+    monkeypatch.setitem(recipes.WARMUP_110, "min_depth", 8)  # exercise it on a net we can afford
+    monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
+    RecordingSGD.lrs = []
+    lrs = RecordingSGD.lrs = []
+    base = get_recipe("paper", batch_size=32).lr  # 0.1 scaled linearly to batch 32
+    c = cfg(synthetic_data_dir, tmp_path / "warm", preset="paper", epochs=4, batch_size=32, test_subset=10)
+    train(c, should_stop=lambda: len(lrs) >= 40 or len(lrs) > 3 and base in lrs[-3:])
+    assert lrs[-1] == base, f"never left the warm-up: {lrs}"
+    warm = lrs.index(base)
+    assert warm >= 20 and lrs[:warm] == [0.01] * warm  # at least the 20-step window of errors at lr 0.01
+    assert set(lrs[warm:]) == {base}  # and never back
+    # Without the monkeypatch depth 8 does not warm up, and other presets never do.
+    monkeypatch.setitem(recipes.WARMUP_110, "min_depth", 110)
+    lrs = RecordingSGD.lrs = []
+    train(cfg(synthetic_data_dir, tmp_path / "cold", preset="paper", epochs=4, batch_size=32), should_stop=stop_after(3))
+    assert lrs == [base, base]
+
+
+def test_paper_schedule_divides_by_ten_at_half_and_three_quarters():
+    r = RECIPES["paper"]
+    assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.nesterov) == (0.1, 0.9, 1e-4, 128, False)
+    total = 64_000
+    assert r.lr_at(0, total) == r.lr_at(31_999, total) == 0.1
+    assert math.isclose(r.lr_at(32_000, total), 0.01) and math.isclose(r.lr_at(47_999, total), 0.01)
+    assert math.isclose(r.lr_at(48_000, total), 0.001) and math.isclose(r.lr_at(63_999, total), 0.001)
+    # 164 epochs of 391 steps (50,000 / 128, last batch dropped) are about the paper's 64k iterations.
+    assert abs(r.epochs * (50_000 // r.batch_size) - recipes.PAPER_ITERATIONS) < 0.01 * recipes.PAPER_ITERATIONS
+
+
+@pytest.mark.parametrize("name", ["fast", "classroom"])
+def test_one_cycle_shape(name):
+    r = RECIPES[name]
+    total = 1000
+    lrs = [r.lr_at(s, total) for s in range(total)]
+    peak = max(range(total), key=lrs.__getitem__)
+    assert peak == int(r.warmup * total) and math.isclose(lrs[peak], r.lr)
+    assert math.isclose(lrs[0], 0.1 * r.lr)
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))          # linear warm-up
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))          # cosine decay
+    assert lrs[-1] < 1e-4 * r.lr and r.lr_at(total, total) == 0.0
+    mid = peak + (total - peak) // 2
+    assert math.isclose(lrs[mid], r.lr / 2, rel_tol=0.01)
+
+
+def test_recipe_overrides():
+    assert get_recipe("fast", "cuda").batch_size == 512 and math.isclose(get_recipe("fast", "cuda").lr, 0.4)
+    assert get_recipe("fast", "cpu").batch_size == 256
+    r = get_recipe("classroom", batch_size=64)
+    assert r.batch_size == 64 and math.isclose(r.lr, 0.15 / 2)  # linear scaling rule
+    assert get_recipe("paper", epochs=3, lr=0.05).lr == 0.05
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_recipe("imagenet")
+    with pytest.raises(ValueError, match="at least 1"):
+        get_recipe("paper", epochs=0)
