@@ -175,7 +175,10 @@ def cmd_train(args) -> int:
 def _device(name: str):
     import torch
 
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    dev = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    if dev.type == "cuda" and not torch.cuda.is_available():  # else a driver traceback instead of "error: ..."
+        raise ValueError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+    return dev
 
 
 def cmd_evaluate(args) -> int:

@@ -155,7 +155,11 @@ class ModelEntry:
         return self.record.get("test_accuracy")
 
     def load(self, device: str | torch.device = "cpu") -> CifarResNet:
-        return load_model(self.weights, self.sha256, device)[0]
+        model, meta = load_model(self.weights, self.sha256, device)
+        if meta["arch"] != self.arch:  # e.g. another depth's file renamed, with no sha256 recorded to catch it
+            raise WeightsError(f"{self.weights} holds {meta['arch'].label}, but {self.name!r} is listed as "
+                               f"{self.arch.label}; the file was replaced or renamed")
+        return model
 
     def load_predictions(self) -> dict[str, np.ndarray] | None:
         if self.predictions is None or not self.predictions.is_file():

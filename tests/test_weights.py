@@ -1,0 +1,161 @@
+"""Weights files: safetensors round trip, every kind of bad file refused whole, the registry, `evaluate --json`."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_demo import cli
+from resnet_demo.model import Arch, build_model
+from resnet_demo.weights import (ENV_RUNS, ENV_WEIGHTS, WeightsError, finished_runs, list_models, load_model,
+                                 resolve, save_model, shipped_models)
+
+
+@pytest.fixture
+def weights_copy(tiny_weights_dir, tmp_path, monkeypatch):
+    """A private copy of the shipped folder (tests damage files), and an empty runs folder."""
+    d = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, d)
+    monkeypatch.setenv(ENV_WEIGHTS, str(d))
+    monkeypatch.setenv(ENV_RUNS, str(tmp_path / "no-runs"))
+    return d
+
+
+def test_safetensors_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = build_model(8, shortcut="B")
+    model.layer1[0].bn1.running_mean.uniform_()  # buffers travel too
+    sha = save_model(tmp_path / "m.safetensors", model, model.arch)
+    loaded, meta = load_model(tmp_path / "m.safetensors", sha)
+    assert meta["arch"] == Arch(8, shortcut="B") and not loaded.training
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert meta["classes"][0] == "airplane" and len(meta["normalization"]["mean"]) == 3
+    assert (tmp_path / "m.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    half_sha = save_model(tmp_path / "h.safetensors", model, model.arch, dtype=torch.float16)
+    half, _ = load_model(tmp_path / "h.safetensors", half_sha)
+    assert half.conv1.weight.dtype == torch.float32  # loaded back into a float32 model
+    assert torch.allclose(half.conv1.weight, model.conv1.weight, atol=1e-2)
+
+
+def _damage(entry, how: str, tmp_path):
+    path = entry.weights
+    data = path.read_bytes()
+    if how == "one flipped byte":
+        path.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "random bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes())
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "another depth renamed":
+        save_model(path, build_model(14), Arch(14))
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("how, message", [
+    ("one flipped byte", "does not match its recorded sha256"),
+    ("truncated", "does not match its recorded sha256"),
+    ("random bytes", "does not match its recorded sha256"),
+    ("empty", "does not match its recorded sha256"),
+    ("another depth renamed", "does not match its recorded sha256"),
+    ("missing", "does not exist"),
+])
+def test_bad_shipped_files_raise_weights_error(weights_copy, tmp_path, how, message):
+    (entry,) = shipped_models(weights_copy)
+    _damage(entry, how, tmp_path)
+    with pytest.raises(WeightsError, match=message):
+        entry.load()
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", "truncated|corrupt"),
+    ("random bytes", "not a safetensors file|corrupt header"),
+    ("empty", r"not a safetensors file \(only 0 bytes\)"),
+    ("another depth renamed", "holds ResNet-14, but 'resnet8' is listed as ResNet-8"),
+])
+def test_bad_files_without_a_recorded_sha_are_still_refused(weights_copy, tmp_path, how, message):
+    manifest = json.loads((weights_copy / "manifest.json").read_text())
+    del manifest["models"]["resnet8"]["sha256"]
+    (weights_copy / "manifest.json").write_text(json.dumps(manifest))
+    (entry,) = shipped_models(weights_copy)
+    assert entry.sha256 is None
+    _damage(entry, how, tmp_path)
+    with pytest.raises(WeightsError, match=message):
+        entry.load()
+
+
+def test_tensors_that_do_not_fit_the_recorded_arch_are_refused_whole(tmp_path):
+    from safetensors.torch import save
+
+    meta = {"format": "resnet-demo-weights/1", "arch": json.dumps(Arch(8).to_dict())}
+    deeper = {k: v.contiguous() for k, v in build_model(14).state_dict().items()}
+    (tmp_path / "lie.safetensors").write_bytes(save(deeper, metadata=meta))
+    with pytest.raises(WeightsError, match="does not fit ResNet-8: unexpected layer1.1"):
+        load_model(tmp_path / "lie.safetensors")
+    wide = build_model(8).state_dict()
+    wide["fc.weight"] = torch.zeros(10, 32)
+    (tmp_path / "shape.safetensors").write_bytes(save({k: v.contiguous() for k, v in wide.items()}, metadata=meta))
+    with pytest.raises(WeightsError, match="wrong shape fc.weight"):
+        load_model(tmp_path / "shape.safetensors")
+    (tmp_path / "foreign.safetensors").write_bytes(save({"x": torch.zeros(2)}))
+    with pytest.raises(WeightsError, match="not one of this project's models"):
+        load_model(tmp_path / "foreign.safetensors")
+
+
+def test_registry_lists_shipped_models_and_finished_runs(weights_copy, tiny_run, tmp_path, monkeypatch):
+    (entry,) = shipped_models()
+    assert (entry.name, entry.label, entry.source, entry.arch) == ("resnet8", "ResNet-8", "shipped", Arch(8))
+    assert entry.history.is_file() and entry.load_history()[0]["type"] == "start"
+    preds = entry.load_predictions()
+    assert preds["probs"].shape == (320, 10) and preds["pred"].dtype == np.uint8
+    assert 0 < entry.test_accuracy <= 1
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run, runs / "tiny")
+    (runs / "junk").mkdir()
+    (runs / "junk" / "metrics.json").write_text("{not json")  # skipped, not fatal
+    monkeypatch.setenv(ENV_RUNS, str(runs))
+    assert [m.name for m in finished_runs()] == ["run:tiny"]
+    assert [m.name for m in list_models()] == ["resnet8", "run:tiny"]
+    assert resolve("run:tiny").load().arch == Arch(8)
+    assert resolve(str(entry.weights)).source == "file"
+    with pytest.raises(WeightsError, match="no model named 'resnet99'.*known models: resnet8, run:tiny"):
+        resolve("resnet99")
+
+
+def test_models_cli_json(weights_copy, capsys):
+    assert cli.main(["models", "--json"]) == 0
+    (m,) = json.loads(capsys.readouterr().out)
+    assert (m["name"], m["depth"], m["source"]) == ("resnet8", 8, "shipped") and m["test_accuracy"] > 0
+
+
+def test_evaluate_json_contract(weights_copy, synthetic_data_dir, capsys):
+    assert cli.main(["evaluate", "--weights", "resnet8", "--data-dir", str(synthetic_data_dir), "--device", "cpu",
+                     "--flip-tta", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "per_class", "confusion"} <= set(out)
+    confusion = np.array(out["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == out["n"] == 320
+    assert out["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    per_class = np.diag(confusion) / confusion.sum(1)
+    assert list(out["per_class"]) == list(__import__("resnet_demo.paper").paper.CLASSES)
+    assert np.allclose(list(out["per_class"].values()), per_class)
+    manifest = json.loads((weights_copy / "manifest.json").read_text())["models"]["resnet8"]
+    assert out["accuracy"] == pytest.approx(manifest["test_accuracy"])  # the shipped figure is reproducible
+    assert out["accuracy_flip_tta"] == pytest.approx(manifest["test_accuracy_flip_tta"])
+    assert "probs" not in out
+
+
+def test_evaluate_cli_errors_are_one_line(weights_copy, synthetic_data_dir, capsys):
+    assert cli.main(["evaluate", "--weights", "nope", "--data-dir", str(synthetic_data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no model named 'nope'") and err.count("\n") == 1
+    if not torch.cuda.is_available():
+        assert cli.main(["evaluate", "--weights", "resnet8", "--device", "cuda",
+                         "--data-dir", str(synthetic_data_dir)]) == 1
+        assert "error: --device cuda was asked for, but PyTorch sees no CUDA GPU" in capsys.readouterr().err
