@@ -62,7 +62,7 @@ def test_renders_without_models(env):
 def test_gallery_image_is_predicted_with_its_true_label(app):
     ok(app)
     assert app.title[0].value == "Predict"
-    assert app.radio(key="predict_source").value == "CIFAR-10 test image"
+    assert app.radio(key="predict_source").value == "Test set"
     index = app.selectbox(key="predict_index").value
     assert app.query_params.get("test") == str(index) and app.query_params.get("model") == "resnet8"
     assert len(charts(app)) == 1

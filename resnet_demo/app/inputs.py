@@ -25,7 +25,7 @@ from . import state
 
 CURRENT = "inputs.current"  # session_state key of the image last looked at
 _DECODED = "inputs.decoded"  # session_state cache: upload file id -> Chosen | error message
-GALLERY, UPLOAD, CAMERA, KEEP = "CIFAR-10 test image", "Upload", "Camera", "Current image"
+GALLERY, UPLOAD, CAMERA, KEEP = "Test set", "Upload", "Camera", "Current image"
 ANY_CLASS = "Any class"
 DISPLAY_MAX = 640  # originals are kept at most this large: enough for the page, small in memory
 
@@ -95,18 +95,20 @@ def _gallery_picker(key: str) -> Chosen | None:
     if idx_key not in st.session_state and wanted is not None and wanted.isdigit() and int(wanted) in images:
         st.session_state[idx_key] = int(wanted)
         st.session_state[cls_key] = ANY_CLASS
-    left, right = st.columns([1, 1])
-    cls = left.selectbox("Class", (ANY_CLASS, *CLASSES), key=cls_key)
+    cls = st.selectbox("Class", (ANY_CLASS, *CLASSES), key=cls_key)
     indices = [i for i, (_, lab) in images.items() if cls == ANY_CLASS or CLASSES[lab] == cls]
     if not indices:
         st.info(f"No {cls} images among {where}.")
         return None
     if st.session_state.get(idx_key) not in indices:
         st.session_state[idx_key] = indices[0]
-    if right.button("Random image", key=f"{key}_random", icon=":material/casino:", width="stretch"):
+    left, right = st.columns([1.9, 1.2], vertical_alignment="bottom")
+    if right.button("Random", key=f"{key}_random", icon=":material/casino:", width="stretch",
+                    help=f"A random image from {where}"):
         st.session_state[idx_key] = random.choice(indices)
-    index = st.selectbox(f"Image ({len(indices):,} from {where})", indices, key=idx_key,
-                         format_func=lambda i: f"#{i} · {CLASSES[images[i][1]]}")
+    index = left.selectbox(f"Image ({len(indices):,} available)", indices, key=idx_key,
+                           format_func=lambda i: f"#{i} · {CLASSES[images[i][1]]}",
+                           help=f"From {where}; the number is the image's index in the CIFAR-10 test set.")
     state.set_query_param("test", str(index))
     return _from_test(index, *images[index])
 

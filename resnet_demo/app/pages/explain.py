@@ -108,14 +108,17 @@ def _one(entry, chosen, method, target, opts, opacity) -> None:
 
 
 def _all(entry, chosen, target, opts, opacity) -> None:
-    cols = st.columns(3, gap="small")
-    for i, method in enumerate(METHODS):
+    """A 4x2 grid: the input, the six maps, and the colour scale."""
+    cols = st.columns(4, gap="small") + st.columns(4, gap="small")  # two rows, so each row lines up
+    cols[0].image(explain.upscale(chosen.small, SIZE), width="stretch", caption="Input (32x32)")
+    for i, method in enumerate(METHODS, start=1):
         a = _attribution(entry, chosen, method, target, _for(method, opts))
-        with cols[i % 3]:
-            st.image(explain.overlay(chosen.small, a.map, opacity, SIZE), width="stretch",
-                     caption=f"{METHODS[method].label} · {a.seconds:.2f} s")
-    st.caption(f"Each map explains “{CLASSES[target]}” on {entry.label}; times are for this server's CPU.")
-    _legend()
+        cols[i].image(explain.overlay(chosen.small, a.map, opacity, SIZE), width="stretch",
+                      caption=f"{METHODS[method].label} · {a.seconds:.2f} s")
+    with cols[7]:
+        st.caption(f"Each map explains “{CLASSES[target]}” on {entry.label}; the times are this server's.")
+        st.image(explain.colorize(np.tile(np.linspace(0, 1, 256), (10, 1))), width="stretch",
+                 caption="low → high attribution")
 
 
 def render() -> None:
@@ -128,7 +131,7 @@ def render() -> None:
         return
     method = _method_picker(head[1])
 
-    left, right = st.columns([1, 2.3], gap="large")
+    left, right = st.columns([1.3, 2.3], gap="large")
     with left:
         st.subheader("Image")
         found = inputs.pick("explain", multiple=False, offer_current=True)

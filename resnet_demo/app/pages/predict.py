@@ -11,7 +11,7 @@ from ...inference import probabilities, top_k
 from ...weights import ModelEntry
 from .. import inputs, state
 
-SEEN_PX = 160  # the 32x32 input drawn 5x, nearest neighbour: every pixel the network gets is visible
+SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible
 GREY, GREEN = "#b8bfcc", "#2ca02c"
 RED = "#d62728"  # the theme's primary colour
 
@@ -59,15 +59,17 @@ def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.T
         st.markdown(f"##### {title}")
         single = len(results) == 1
         is_test = chosen.label is not None  # a test image is already 32x32: the original is what the network sees
-        widths = ([1] if is_test else [1.2, 1]) + ([2.2] if single else [])
-        cols = st.columns(widths, gap="medium")
+        image_widths = [1] if is_test else [1.2, 1]
+        chart_width = 2.2 if single else 1.5
+        one_row = len(image_widths) + len(results) <= 3  # else the charts get a row of their own
+        cols = st.columns(image_widths + ([chart_width] * len(results) if one_row else []), gap="medium")
         if not is_test:
             w, h = chosen.size
             cols[0].image(chosen.original, caption=f"Original, {w}x{h} pixels", width="stretch")
-        cols[len(cols) - 1 - single].image(
-            upscale(chosen.small, SEEN_PX), width=SEEN_PX,
+        cols[len(image_widths) - 1].image(
+            upscale(chosen.small, SEEN_PX), width="stretch",
             caption="The 32x32 test image" if is_test else "What the network sees: 32x32")
-        chart_cols = [cols[-1]] if single else st.columns(len(results))
+        chart_cols = cols[len(image_widths):] if one_row else st.columns(len(results))
         for col, (entry, probs) in zip(chart_cols, results):
             with col:
                 if not single:
@@ -97,7 +99,7 @@ def render() -> None:
                                       placeholder="other models, side by side")
     entries = [entry] + [e for e in others if e.name in compare]
 
-    left, right = st.columns([1, 2.3], gap="large")
+    left, right = st.columns([1.3, 2.3], gap="large")
     with left:
         st.subheader("Image")
         chosen = inputs.pick("predict", multiple=True)
