@@ -32,6 +32,11 @@ def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, height: int = 30
     return fig
 
 
+def _mode(x: list) -> str:
+    """Markers too while a curve has few points (one epoch would otherwise draw nothing)."""
+    return "lines+markers" if len(x) < 12 else "lines"
+
+
 def _steps(events: list[dict]) -> list[dict]:
     """Step records of the latest attempt at each step (a resumed run repeats none, later ones win)."""
     by_step: dict[int, dict] = {}
@@ -78,11 +83,11 @@ def error_figure(histories: list[tuple[str, list[dict]]], title: str = "Training
         x = [r["epoch"] for r in rows]
         color = PALETTE[i % len(PALETTE)]
         if train:
-            traces.append(go.Scatter(x=x, y=[100 * (1 - r["train_acc"]) for r in rows], mode="lines",
+            traces.append(go.Scatter(x=x, y=[100 * (1 - r["train_acc"]) for r in rows], mode=_mode(x),
                                      name=f"{label} train", legendgroup=label,
                                      line=dict(color=color, dash="dash", width=1.6)))
         if test:
-            traces.append(go.Scatter(x=x, y=[100 * (1 - r["test_acc"]) for r in rows], mode="lines",
+            traces.append(go.Scatter(x=x, y=[100 * (1 - r["test_acc"]) for r in rows], mode=_mode(x),
                                      name=f"{label} test", legendgroup=label, line=dict(color=color, width=2.2)))
     fig = _layout(go.Figure(traces), title, "epoch", "error (%)", height=height)
     fig.update_layout(hovermode="closest", legend=dict(orientation="v", y=1.0, yanchor="top", x=1.02,

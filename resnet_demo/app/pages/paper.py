@@ -60,9 +60,15 @@ def _idea() -> None:
             "so depth now helps: ResNet-56 beats ResNet-20, and ResNet-110 beats both.")
     with right:
         st.markdown("**One basic block** (two 3×3 convolutions):")
-        st.code("x ──┬─► conv3×3 ─► BN ─► ReLU ─► conv3×3 ─► BN ─►(+)─► ReLU ─► out\n"
-                "    │                                              ▲\n"
-                "    └──────────── identity shortcut (x) ───────────┘", language=None)
+        st.code("        x\n"
+                "        │────────────────┐\n"
+                "   conv 3×3 → BN → ReLU  │\n"
+                "   conv 3×3 → BN         │ identity\n"
+                "        │     F(x)       │\n"
+                "       (+) ◄─────────────┘\n"
+                "        │  F(x) + x\n"
+                "       ReLU\n"
+                "        ▼", language=None)
         st.markdown(
             "- **plain** net: the same block without the shortcut.\n"
             "- **option A**: where the map size halves and the filters double, the shortcut subsamples and "
@@ -78,7 +84,7 @@ def _measured(shipped: list[ModelEntry], depth: int) -> ModelEntry | None:
 
 def _how(e: ModelEntry) -> str:
     rec = e.record
-    bits = [f"{rec['preset']} preset" if rec.get("preset") else "", f"{rec['epochs']} epochs" if rec.get("epochs") else "",
+    bits = [f"{rec['preset']} preset" if rec.get("preset") else "", f"{rec['epochs']} epoch{'s' if rec['epochs'] != 1 else ''}" if rec.get("epochs") else "",
             "subset" if rec.get("subset") else ""]
     return ", ".join(b for b in bits if b)
 
@@ -108,7 +114,7 @@ def _table6(shipped: list[ModelEntry]) -> None:
                                                                       or e.arch.depth not in TABLE6_ERROR)]
     if others:
         st.markdown("Other shipped models (not in Table 6):")
-        st.dataframe(pd.DataFrame([{"Network": e.label, "This project error %": f"{100 * (1 - e.test_accuracy):.2f}",
+        st.dataframe(pd.DataFrame([{"Network": e.label, "Model": e.name, "This project error %": f"{100 * (1 - e.test_accuracy):.2f}",
                                     "How we trained it": _how(e)} for e in others]), hide_index=True, width="stretch")
 
 
@@ -124,7 +130,9 @@ def _fig6(shipped: list[ModelEntry]) -> None:
                 "residual nets on the **Train** page and compare them under *Compare runs*.")
         return
     names = wanted or extra
-    histories = [(with_history[n].label, with_history[n].load_history()) for n in names]
+    labels = [with_history[n].label for n in names]
+    histories = [(lab if labels.count(lab) == 1 else f"{lab} ({n})", with_history[n].load_history())
+                 for lab, n in zip(labels, names)]
     histories = [(label, h) for label, h in histories if epoch_rows(h)]
     if histories:
         plain = [(l, h) for l, h in histories if l.startswith("Plain")]
@@ -155,7 +163,8 @@ def _architecture() -> None:
         choice = int(c1.number_input("Depth (6n+2)", min_value=2, max_value=1202, value=8, step=6,
                                      key="paper_depth_other"))
     kind = c2.radio("Network", ["residual", "plain"], horizontal=True, key="paper_kind")
-    shortcut = c3.radio("Shortcut", ["A", "B"], horizontal=True, key="paper_shortcut", disabled=kind == "plain")
+    shortcut = c3.radio("Shortcut", ["A", "B"], horizontal=True, key="paper_shortcut", disabled=kind == "plain",
+                        format_func=lambda s: {"A": "A: zero padding", "B": "B: 1×1 projection"}[s])
     try:
         n = blocks_per_stage(choice)
     except ValueError as e:
@@ -171,7 +180,7 @@ def _architecture() -> None:
     stages = [{"Stage": "stem", "Output map": "32×32", "Filters": 16, "Blocks": "–", "Layers": "conv3×3"}]
     for s in info["stages"]:
         stages.append({"Stage": f"{s['stage']}", "Output map": f"{s['output_size']}×{s['output_size']}",
-                       "Filters": s["filters"], "Blocks": s["blocks"],
+                       "Filters": s["filters"], "Blocks": str(s["blocks"]),
                        "Layers": f"{s['blocks']} × [conv3×3, conv3×3]" + ("" if kind == "plain" else " + shortcut")})
     stages.append({"Stage": "head", "Output map": "1×1", "Filters": 10, "Blocks": "–",
                    "Layers": "global average pool, 10-way fc, softmax"})

@@ -102,6 +102,8 @@ def _settings_panel() -> None:
     clicked = st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
                         disabled=running or not depth_ok or problem is not None, width="stretch",
                         help="A job is running; stop it first." if running else None)
+    if running:
+        st.caption("A training job is running (see the right); stop it there to start another.")
     if clicked:
         try:
             run_id = jobs.start(settings)
@@ -264,7 +266,9 @@ def _compare_section() -> None:
                             format_func=lambda n: _entry_label(by_name[n]))
     if not chosen:
         return
-    histories = [(by_name[n].label.split(" · ")[0] + (" (run)" if by_name[n].source == "run" else ""),
+    short = {n: by_name[n].label.split(" · ")[0] for n in chosen}
+    clash = {lab for lab in short.values() if list(short.values()).count(lab) > 1}
+    histories = [(f"{short[n]} ({n.removeprefix('run:')})" if short[n] in clash else short[n],
                   by_name[n].load_history()) for n in chosen]
     empty = [label for label, h in histories if not epoch_rows(h)]
     st.plotly_chart(charts.error_figure([h for h in histories if epoch_rows(h[1])]), key="train_chart_compare",
@@ -277,7 +281,9 @@ def _compare_section() -> None:
 
 def _entry_label(e: ModelEntry) -> str:
     rec = e.record
-    bits = [e.label, rec.get("preset") and f"{rec['preset']} preset", rec.get("epochs") and f"{rec['epochs']} epochs"]
+    epochs = rec.get("epochs")
+    bits = [e.label if e.source == "run" else f"{e.label} ({e.name})", rec.get("preset") and f"{rec['preset']} preset",
+            epochs and f"{epochs} epoch{'s' if epochs != 1 else ''}"]
     if e.test_accuracy is not None:
         bits.append(f"{100 * e.test_accuracy:.1f}%")
     return " · ".join(str(b) for b in bits if b)
