@@ -1,0 +1,46 @@
+"""On the genuine CIFAR-10 (skips without it): the data are intact, and the classroom preset visibly learns."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_demo.data import load_cifar10
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.realdata
+
+
+def test_real_data_integrity(real_data_dir):
+    d = load_cifar10(real_data_dir, download=False)
+    assert (len(d.train), len(d.test)) == (50_000, 10_000)
+    assert np.bincount(d.train.labels).tolist() == [5000] * 10
+    assert np.bincount(d.test.labels).tolist() == [1000] * 10
+    # The first labels of data_batch_1 and test_batch of the original python pickles.
+    assert d.train.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert d.test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    # Per-channel mean of the training images: what paper.MEAN records.
+    from resnet_demo.paper import MEAN
+
+    assert np.allclose(d.train.images.reshape(-1, 3).mean(0) / 255, MEAN, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_classroom_preset_learns_on_a_real_subset(real_data_dir, tmp_path):
+    # A full classroom run (2 epochs of 50,000 images) takes too long for the suite on 2 shared cores:
+    # 2,000 stratified images for one epoch must already be well above the 10% of guessing.
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet_demo", "train", "--depth", "20", "--preset", "classroom", "--device", "cpu",
+         "--subset", "2000", "--epochs", "1", "--test-subset", "1000", "--data-dir", str(real_data_dir),
+         "--out", str(out), "--no-download", "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_images"] == 10_000 and metrics["subset"] == 2000
+    assert metrics["test_accuracy"] > 0.2, metrics["test_accuracy"]
