@@ -13,6 +13,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from resnet_demo.app.testset_charts import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
+from resnet_demo.app.pages.testset import CELL_MAX, PAGE_SIZE  # noqa: E402
 
 SCRIPT = "from resnet_demo.app.pages import testset\ntestset.render()\n"
 TIMEOUT = 120  # importing torch under AppTest takes a while on a loaded machine
@@ -70,7 +71,7 @@ def test_picking_a_cell_shows_its_images(env, tiny_weights_dir):
     at.selectbox(key="ts_pred").set_value(CLASSES[t]).run()
     _ok(at)
     cell = _captions(at)[0]
-    assert 0 < len(cell) <= min(n_correct, 48)
+    assert 0 < len(cell) <= min(n_correct, CELL_MAX)
     assert all(f"{CLASSES[t]} ✓" in c for c in cell)
     assert any(f"**{n_correct:,}** test images of a **{CLASSES[t]}** were classified correctly" in m.value
                for m in at.markdown)
@@ -85,7 +86,7 @@ def test_mistake_gallery_filters_and_sorts(env, tiny_weights_dir):
     at = _app()
     gallery = _captions(at)[-1]
     conf = [float(c.split("(")[-1].rstrip("%)")) for c in gallery]
-    assert len(gallery) == min(len(wrong), 48) and conf == sorted(conf, reverse=True)
+    assert len(gallery) == min(len(wrong), PAGE_SIZE) and conf == sorted(conf, reverse=True)
     true_c = CLASSES[int(preds["labels"][wrong[0]])]
     at.selectbox(key="ts_gallery_true").set_value(true_c).run()
     _ok(at)

@@ -20,7 +20,7 @@ def per_class_bars(series: dict[str, list[float | None]], height: int = 360) -> 
     for i, (name, accs) in enumerate(series.items()):
         ys = [None if a is None else 100 * a for a in accs]
         fig.add_bar(x=list(CLASSES), y=ys, name=name, marker_color=PALETTE[i % len(PALETTE)],
-                    text=[f"{y:.0f}" if y is not None else "" for y in ys], textposition="outside",
+                    text=[f"{y:.0f}" if y is not None else "" for y in ys], textposition="outside", cliponaxis=False,
                     hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>")
     lows = [100 * a for accs in series.values() for a in accs if a is not None]
     bottom = max(0.0, min(lows, default=0.0) - 10)
@@ -32,7 +32,7 @@ def per_class_bars(series: dict[str, list[float | None]], height: int = 360) -> 
 
 
 def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[int, int] | None = None,
-                     height: int = 560) -> go.Figure:
+                     height: int = 470) -> go.Figure:
     """Rows: true class, columns: predicted class. Cell text is the image count; colour is % of the true class."""
     counts = np.asarray(confusion, dtype=np.int64)
     totals = counts.sum(1, keepdims=True)
@@ -42,9 +42,10 @@ def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[in
     custom = np.dstack([counts, pct])
     fig = go.Figure()
     for mask, scale, zmax in ((eye, "Greens", 100.0), (~eye, "Reds", max(5.0, float(pct[~eye].max(initial=0))))):
-        z = np.where(mask, pct, np.nan)
+        shown = mask & ((counts > 0) | eye)  # empty mistake cells stay blank, so the real ones stand out
+        z = np.where(shown, pct, np.nan)
         fig.add_heatmap(z=z, x=names, y=names, colorscale=scale, zmin=0, zmax=zmax, showscale=False,
-                        text=np.where(mask, counts.astype(str), ""), texttemplate="%{text}",
+                        text=np.where(shown, counts.astype(str), ""), texttemplate="%{text}",
                         textfont=dict(size=12), hoverinfo="skip", xgap=1, ygap=1)
     xs, ys = np.meshgrid(np.arange(len(names)), np.arange(len(names)))
     fig.add_scatter(  # the click targets: one invisible square per cell
@@ -57,9 +58,11 @@ def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[in
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
                       line=dict(color="#1f2430", width=3))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
-                      xaxis=dict(title="predicted class", side="bottom", tickangle=-35, constrain="domain"),
-                      yaxis=dict(title="true class", autorange="reversed", scaleanchor="x", constrain="domain"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="#f7f8fa",
+                      xaxis=dict(title="predicted class", tickangle=-35, range=[-0.5, len(names) - 0.5],
+                                 constrain="domain", showgrid=False, zeroline=False, fixedrange=True),
+                      yaxis=dict(title="true class", range=[len(names) - 0.5, -0.5], scaleanchor="x",
+                                 constrain="domain", showgrid=False, zeroline=False, fixedrange=True))
     return fig
 
 

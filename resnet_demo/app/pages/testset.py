@@ -20,7 +20,7 @@ from .. import state
 from ..testset_charts import cell_from_selection, confusion_figure, per_class_bars
 
 PAGE_SIZE = 48
-CELL_MAX = 48
+CELL_MAX = 20
 SCALE = 3  # 32 px -> 96 px, nearest neighbour so the pixels stay honest
 SORTS = ("Most confident first", "Least confident first", "Test-set order")
 ALL = "All classes"
@@ -208,7 +208,7 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
         off = np.where(np.eye(len(CLASSES), dtype=bool), -1, conf)
         t, p = np.unravel_index(int(off.argmax()), off.shape)  # the most common confusion is the best start
         st.session_state["ts_true"], st.session_state["ts_pred"] = CLASSES[t], CLASSES[p]
-    chart, side = st.columns([3, 2], gap="large")
+    chart, side = st.columns([1, 1], gap="large")
     with side:
         a, b = st.columns(2)
         true_c = a.selectbox("True class", CLASSES, key="ts_true")
@@ -224,10 +224,12 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
         st.markdown(f"**{len(idx):,}** test images of a **{true_c}** were classified {verdict}"
                     + (" (most confident first)." if len(idx) else "."))
         shown = _grid(idx[:CELL_MAX], preds, lookup)
-        if 0 < shown < len(idx):
-            st.caption(f"Showing {shown} of {len(idx):,}"
-                       + (" (the shipped subset holds every mistake but only a few correct images; put the test "
-                          "set in `data/` to see all)." if t == p else "."))
+        if 0 < shown < min(len(idx), CELL_MAX):
+            st.caption(f"Showing the {shown} of these {len(idx):,} images that were shipped (every mistake but "
+                       "only a few correct ones); put the test set in `data/` to see them all.")
+        elif 0 < shown < len(idx):
+            st.caption(f"Showing the first {shown} of {len(idx):,}"
+                       + ("." if t == p else "; the gallery below pages through all the mistakes."))
 
 
 def _mistakes_section(preds: dict, lookup: Lookup | None, source: str) -> None:
@@ -236,7 +238,7 @@ def _mistakes_section(preds: dict, lookup: Lookup | None, source: str) -> None:
     if not len(wrong):
         st.success("This model gets every test image right.")
         return
-    a, b, c = st.columns([1, 1, 1])
+    a, b, c, d = st.columns([2, 2, 2, 1])
     true_f = a.selectbox("Only true class", (ALL, *CLASSES), key="ts_gallery_true")
     pred_f = b.selectbox("Only predicted as", (ALL, *CLASSES), key="ts_gallery_pred")
     order = c.selectbox("Order", SORTS, key="ts_gallery_sort")
@@ -255,7 +257,7 @@ def _mistakes_section(preds: dict, lookup: Lookup | None, source: str) -> None:
     pages = -(-len(wrong) // PAGE_SIZE)
     if st.session_state.get("ts_page", 1) > pages:
         st.session_state["ts_page"] = 1
-    page = st.number_input(f"Page (of {pages})", 1, pages, key="ts_page") if pages > 1 else 1
+    page = d.number_input(f"Page (of {pages})", 1, pages, key="ts_page") if pages > 1 else 1
     start = (page - 1) * PAGE_SIZE
     st.caption(f"{len(wrong):,} mistakes; showing {start + 1}-{min(start + PAGE_SIZE, len(wrong))}. "
                f"Images from {source}. Caption: test index, true → predicted (confidence).")

@@ -1,0 +1,275 @@
+"""End to end: the real app in a real browser (`streamlit run` + headless Chromium through Playwright).
+
+Each page must render without an error box; Predict classifies an uploaded image; Train starts a tiny run,
+shows its curves and stops it; on Test set a click on a confusion-matrix cell shows that cell's images.
+Screenshots (1400x2200; Streamlit scrolls inside an inner container, so a tall viewport rather than
+full_page) go to $RESNET_DEMO_SCREENSHOTS_DIR (default test-artifacts/); docs/screenshots/ for the README.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_demo.paper import CLASSES
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+VIEWPORT = {"width": 1400, "height": 2200}
+MAX_PNG_BYTES = 400_000
+LONG = 180_000  # ms: the first render imports torch; the machine is shared and slow
+
+
+def _browser_or_skip():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium'; .ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; its browser download is not needed)")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_weights_dir, synthetic_data_dir, tmp_path_factory):
+    """A live server on a free port, pointed at the tiny shipped model, empty runs and synthetic data."""
+    sync_playwright = _browser_or_skip()
+    runs = tmp_path_factory.mktemp("browser-runs")
+    log_path = tmp_path_factory.mktemp("browser-log") / "streamlit.log"
+    port = _free_port()
+    env = {**os.environ, "RESNET_DEMO_WEIGHTS": str(tiny_weights_dir), "RESNET_DEMO_RUNS": str(runs),
+           "RESNET_DEMO_DATA": str(synthetic_data_dir), "RESNET_DEMO_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    log = open(log_path, "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"streamlit did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield {"base": base, "browser": browser, "runs": runs, "log": log_path}
+            finally:
+                browser.close()
+    finally:
+        _stop_training_job(runs)
+        try:
+            os.killpg(server.pid, signal.SIGTERM)  # the server's own session: it and nothing else
+            server.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=15)
+        log.close()
+
+
+def _stop_training_job(runs: Path) -> None:
+    """A job the Train page started runs in its own session, so it outlives the server unless stopped here."""
+    try:
+        from resnet_demo import jobs
+    except ImportError:
+        return
+    try:
+        if jobs.stop(runs, force=True) is not None:
+            jobs_deadline = time.time() + 20
+            while jobs.active(runs) is not None and time.time() < jobs_deadline:
+                time.sleep(0.5)
+    except Exception as e:  # noqa: BLE001 - cleanup must not mask the test's own result
+        print(f"could not stop the training job in {runs}: {e}", file=sys.stderr)
+
+
+@pytest.fixture
+def page(app):
+    context = app["browser"].new_context(viewport=VIEWPORT)
+    pg = context.new_page()
+    pg.set_default_timeout(LONG)
+    yield pg
+    context.close()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def open_page(page, app, path: str) -> None:
+    """Open a page by its url_path; the default page (Predict) lives at "/" and its own path is not served."""
+    from resnet_demo.app.main import PAGES
+
+    default = PAGES[1][3]
+    page.goto(f"{app['base']}/{'' if path == default else path}")
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LONG)
+    settle(page)
+
+
+def settle(page, quiet_s: float = 1.5, timeout_s: float = 60) -> None:
+    """Wait until the main area stops changing (a rerun has finished); gives up quietly on live pages."""
+    main = page.locator('[data-testid="stMain"]')
+    last, since, deadline = None, time.time(), time.time() + timeout_s
+    while time.time() < deadline:
+        text = main.inner_text()
+        if text != last or page.locator('[data-stale="true"]').count():
+            last, since = text, time.time()
+        elif time.time() - since >= quiet_s:
+            return
+        time.sleep(0.25)
+
+
+def assert_no_error(page, app) -> None:
+    boxes = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
+    texts = [boxes.nth(i).inner_text() for i in range(boxes.count())]
+    assert not texts, f"error boxes on {page.url}: {texts}\nserver log tail:\n{app['log'].read_text()[-2000:]}"
+
+
+def screenshot(page, name: str) -> Path:
+    """Save to the screenshots folder; a PNG over MAX_PNG_BYTES is re-saved with a 256-colour palette."""
+    from PIL import Image
+
+    out = Path(os.environ.get("RESNET_DEMO_SCREENSHOTS_DIR") or ROOT / "test-artifacts")
+    out = out if out.is_absolute() else ROOT / out
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    data = page.screenshot()
+    if len(data) > MAX_PNG_BYTES:
+        img = Image.open(io.BytesIO(data)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        buf = io.BytesIO()
+        img.save(buf, "PNG", optimize=True)
+        data = buf.getvalue()
+    path.write_bytes(data)
+    return path
+
+
+def select(page, label: str, option: str) -> None:
+    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def fill_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True).first
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+# ------------------------------------------------------------------ pages
+
+
+def test_predict_upload_shows_top5(page, app, synthetic_data_dir, tmp_path):
+    from PIL import Image
+
+    with np.load(synthetic_data_dir / "test.npz") as z:
+        img, label = z["images"][0], int(z["labels"][0])
+    photo = tmp_path / "my_photo.png"
+    Image.fromarray(img).resize((96, 80), Image.NEAREST).save(photo)  # not square, not 32x32: a real upload
+    open_page(page, app, "predict")
+    assert_no_error(page, app)
+    page.locator('[data-testid="stMain"] label').filter(has_text="Upload").first.click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    page.get_by_text("What the network sees", exact=False).first.wait_for(timeout=LONG)
+    charts = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]')
+    charts.first.wait_for(timeout=LONG)
+    settle(page)
+    assert_no_error(page, app)
+    bars = charts.first.inner_text()
+    assert sum(c in bars for c in CLASSES) == 5, f"expected five classes in the top-5 chart, got: {bars!r}"
+    screenshot(page, "predict")
+
+
+def test_explain_renders(page, app):
+    open_page(page, app, "explain")
+    page.wait_for_timeout(1000)
+    settle(page, timeout_s=120)  # an attribution on first load
+    assert_no_error(page, app)
+    screenshot(page, "explain")
+
+
+def test_testset_cell_click_shows_images(page, app):
+    open_page(page, app, "testset")
+    page.get_by_text("Confusion matrix", exact=True).wait_for()
+    assert_no_error(page, app)
+    shown = page.get_by_text("test images of a", exact=False).first.inner_text()  # "N test images of a bird..."
+    t = next(i for i, c in enumerate(CLASSES) if f" of a {c} " not in shown)  # a row other than the one shown
+    chart = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').nth(1)  # after per-class bars
+    area = chart.locator(".nsewdrag").first.bounding_box()  # the plot area: exactly the 10x10 cells
+    x, y = area["x"] + (t + 0.5) * area["width"] / 10, area["y"] + (t + 0.5) * area["height"] / 10
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    page.get_by_text(f"test images of a {CLASSES[t]} were classified correctly").wait_for(timeout=60_000)
+    settle(page)
+    assert_no_error(page, app)
+    assert page.locator('[data-testid="stImage"]').count() > 0
+    screenshot(page, "testset")
+
+
+def test_paper_renders(page, app):
+    open_page(page, app, "paper")
+    assert_no_error(page, app)
+    screenshot(page, "paper")
+
+
+def test_train_tiny_run_then_stop(page, app):
+    open_page(page, app, "train")
+    assert_no_error(page, app)
+    select(page, "Depth", "other (6n+2)")
+    fill_number(page, "Depth (6n+2)", 8)
+    fill_number(page, "Epochs", 300)  # long enough to be stopped while running
+    fill_number(page, "Training images", 320)
+    page.get_by_role("button", name="Start training").click()
+    main = page.locator('[data-testid="stMain"]')
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=LONG)
+    # the loss curve appears once the first steps are logged, and keeps growing
+    charts = main.locator('[data-testid="stPlotlyChart"]')
+    charts.first.wait_for(timeout=LONG)
+    first_points = _curve_points(page)
+    deadline = time.time() + 120
+    while _curve_points(page) <= first_points and time.time() < deadline:
+        page.wait_for_timeout(1000)
+    assert _curve_points(page) > first_points, "the training chart did not update"
+    assert_no_error(page, app)
+    screenshot(page, "train")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("Stopped at", exact=False).first.wait_for(timeout=LONG)
+    assert_no_error(page, app)
+
+
+def _curve_points(page) -> int:
+    """How many points the first chart on the page draws (its traces' x values), read from Plotly itself."""
+    return page.evaluate("""() => {
+        const g = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
+        return g && g.data ? g.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0; }""")
