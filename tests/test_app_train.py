@@ -117,3 +117,4 @@ def test_start_watch_and_stop_a_tiny_run(env):
     assert_clean(at)
     assert not at.button(key="train_start").disabled
     assert at.button(key="train_resume")  # a stopped run offers Resume
+    assert any("checkpoint is kept" in i.value for i in at.info)

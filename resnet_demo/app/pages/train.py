@@ -186,7 +186,10 @@ def _job_header(run: jobs.RunStatus) -> None:
             st.success(f"Finished: test accuracy {100 * acc:.2f}% on all test images. The model is now listed on "
                        "every page." if acc is not None else run.message)
         elif run.state == "stopped":
-            st.info(f"Stopped at {100 * run.progress:.0f}% ({run.message}).")
+            end, total = run.last("end") or {}, (start or {}).get("total_steps")
+            where = f"step {end['step']:,} of {total:,} ({100 * run.progress:.0f}%)" if "step" in end and total else ""
+            st.info(f"Stopped{' at ' + where if where else ''}. "
+                    + ("The checkpoint is kept: resume below whenever you like." if run.resumable else run.message))
         else:
             st.error(f"Training failed: {run.message}")
         if run.resumable:
