@@ -188,6 +188,8 @@ def pick(key: str, multiple: bool = False, offer_current: bool = False) -> list[
         st.session_state[src_key] = sources[0]
     source = st.radio("Image source", sources, key=src_key, horizontal=True, label_visibility="collapsed",
                       format_func=lambda s: f"{s}: {keep.name}" if s == KEEP and keep else s)
+    if source != GALLERY:
+        state.set_query_param("test", None)  # a shared link should not claim a test image that is not shown
     if source == KEEP and keep is not None:
         return [keep]
     if source == GALLERY:
