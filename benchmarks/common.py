@@ -1,0 +1,191 @@
+"""What every benchmark shares: the result row, the machine description, timing, data and model folders.
+
+Numbers are only worth comparing with the machine they came from, so every report carries that machine
+(CPU model, threads, torch, GPU, and the load average, which says whether other work shared the cores).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    """One line of the report. value None means not measured; `notes` says why, or how it was measured."""
+
+    id: str
+    row: str
+    value: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    notes: str = ""
+    extra: dict = field(default_factory=dict)  # raw samples and settings, for the JSON only
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def skipped(id: str, row: str, unit: str, target: str, reason: str) -> Row:
+    return Row(id, row, None, unit, target, None, f"skipped: {reason}")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    info = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "gpu": None,
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info["gpu"] = f"{torch.cuda.device_count()} x {p.name} ({p.total_memory / 2**30:.0f} GiB)"
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall seconds of fn() over `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples), samples
+
+
+def find_real_data(data_dir: str | None) -> Path | None:
+    """The genuine CIFAR-10: --data-dir, $RESNET_DEMO_DATA, ./data, then the repo's unpacked .cache/cifar10."""
+    from resnet_demo.data import find_cifar10
+
+    found = find_cifar10(data_dir)
+    if found is None and data_dir is None and (REPO / ".cache" / "cifar10" / "test.npz").is_file():
+        found = REPO / ".cache" / "cifar10"
+    return found
+
+
+class Workspace:
+    """Temporary folders for one benchmark run: runs, stand-in data, a weights folder. Removed at the end."""
+
+    def __init__(self, data_dir: str | None):
+        self._tmp = tempfile.TemporaryDirectory(prefix="resnet-demo-bench-")
+        self.root = Path(self._tmp.name)
+        self.real_data = find_real_data(data_dir)
+        self._data_dir: Path | None = None
+        self._weights: tuple[Path, str] | None = None
+        self._runs = 0
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def new_run_dir(self) -> Path:
+        self._runs += 1
+        return self.root / "runs" / f"run{self._runs}"
+
+    def data_dir(self) -> tuple[Path, str]:
+        """(folder with train.npz/test.npz, a note). Stand-in data of the real size when the genuine set is absent:
+        speed does not depend on what the pixels show."""
+        if self.real_data is not None:
+            return self.real_data, "real CIFAR-10"
+        if self._data_dir is None:
+            from resnet_demo.data import save_npz_pair, synthetic_cifar10
+
+            self._data_dir = save_npz_pair(synthetic_cifar10(50_000, 10_000, seed=0), self.root / "synthetic")
+        return self._data_dir, "synthetic stand-in of CIFAR-10's size (no real data found)"
+
+    def weights(self) -> tuple[Path, str]:
+        """A weights folder with every shipped model, plus a random-init model for each paper depth not shipped."""
+        if self._weights is None:
+            self._weights = build_weights_dir(self.root / "weights")
+        return self._weights
+
+
+def build_weights_dir(directory: Path) -> tuple[Path, str]:
+    from resnet_demo.model import Arch, CifarResNet
+    from resnet_demo.paper import PRESET_DEPTHS
+    from resnet_demo.weights import save_model, shipped_models, weights_dir, write_manifest_entry
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shipped = shipped_models()
+    have = set()
+    source = weights_dir()
+    for e in shipped:  # link the shipped files (never copy or touch them), keep their records
+        for key in ("file", "history", "predictions"):
+            rel = e.record.get(key)
+            if rel and (source / rel).is_file() and not (directory / rel).exists():
+                (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+                (directory / rel).symlink_to((source / rel).resolve())
+        write_manifest_entry(e.name, e.record, directory)
+        if not e.arch.plain and e.arch.shortcut == "A":
+            have.add(e.arch.depth)
+    if (source / "test_images.npz").is_file():
+        (directory / "test_images.npz").symlink_to((source / "test_images.npz").resolve())
+    random_init = [d for d in PRESET_DEPTHS if d not in have]
+    for depth in random_init:
+        arch = Arch(depth)
+        torch.manual_seed(depth)
+        model = CifarResNet(arch).eval()
+        sha = save_model(directory / f"{arch.name}.safetensors", model, arch)
+        write_manifest_entry(arch.name, {**arch.to_dict(), "name": arch.name, "label": arch.label,
+                                         "file": f"{arch.name}.safetensors", "sha256": sha}, directory)
+    note = f"{len(shipped)} shipped model(s)"
+    if random_init:
+        note += f"; random-init stand-ins (right architecture, untrained) for ResNet-{', '.join(map(str, random_init))}"
+    return directory, note
+
+
+def synthetic_photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:
+    """A JPEG like a phone upload: smooth colour gradients plus noise, `width` x `height`."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx / width, yy / height, 0.5 + 0.5 * np.sin(xx / 37 + yy / 53)], -1) * 200
+    img = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"

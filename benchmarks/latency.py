@@ -1,0 +1,96 @@
+"""What a student waits for in the app, measured in-process through the functions the app calls.
+
+- prediction: images.load_input (decode, crop, resize, normalise an uploaded photo) + inference.probabilities;
+- attribution: explain.attribute (the app's entry point, private model copy included) for every method;
+- evaluation: evaluate.evaluate on the 10,000 test images (what `ship` and `evaluate` run).
+"""
+from __future__ import annotations
+
+import torch
+
+from .common import Row, Workspace, median_time, skipped, synthetic_photo
+
+PREDICT_TARGET_MS = 30.0   # ResNet-56
+IG_TARGET_S = 0.5
+IG_STEPS = 50
+PHOTO_SIZE = (1024, 768)
+
+
+def _models(ws: Workspace) -> tuple[dict[int, torch.nn.Module], str]:
+    from resnet_demo.weights import load_model, shipped_models
+
+    directory, note = ws.weights()
+    by_depth = {}
+    for e in shipped_models(directory):
+        if not e.arch.plain and e.arch.shortcut == "A" and e.arch.depth not in by_depth:
+            by_depth[e.arch.depth] = load_model(e.weights, e.sha256)[0]
+    return by_depth, note
+
+
+def predict_rows(ws: Workspace, quick: bool, log) -> list[Row]:
+    from resnet_demo.images import load_input
+    from resnet_demo.inference import probabilities
+    from resnet_demo.paper import PRESET_DEPTHS
+
+    models, note = _models(ws)
+    photo = synthetic_photo(*PHOTO_SIZE)
+    n = 5 if quick else 30
+    decode_s, _ = median_time(lambda: load_input(photo, "upload.jpg"), n, warmup=2)
+    x = load_input(photo, "upload.jpg")[0]
+    rows = []
+    for depth in PRESET_DEPTHS:
+        model = models[depth]
+        log(f"  predict ResNet-{depth} ({n} repeats) ...")
+        total_s, samples = median_time(lambda: probabilities(model, load_input(photo, "upload.jpg")[0]), n, warmup=3)
+        net_s, _ = median_time(lambda: probabilities(model, x), n, warmup=1)
+        target = f"<= {PREDICT_TARGET_MS:g} ms" if depth == 56 else ""
+        rows.append(Row(f"predict.r{depth}", f"CPU prediction of one uploaded image, ResNet-{depth}", 1000 * total_s, "ms",
+                        target, (1000 * total_s <= PREDICT_TARGET_MS) if depth == 56 else None,
+                        f"median of {n}; {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG: decode+resize {1000 * decode_s:.1f} ms, "
+                        f"network {1000 * net_s:.1f} ms; {note}", extra={"samples_s": samples}))
+    return rows
+
+
+def explain_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row]:
+    try:
+        from resnet_demo import explain
+    except ImportError as e:
+        return [skipped("explain", "Captum attributions", "s", f"IG <= {IG_TARGET_S:g} s",
+                        f"resnet_demo.explain cannot be imported ({e})")]
+    from resnet_demo.data import load_cifar10
+    from resnet_demo.images import to_tensor
+
+    models, note = _models(ws)
+    data_dir, data_note = ws.data_dir()
+    image = load_cifar10(str(data_dir), download=False).test.images[0]
+    x = to_tensor(image)
+    n = 1 if quick else 5
+    rows = []
+    for depth in depths:
+        model = models[depth]
+        for key, method in explain.METHODS.items():
+            options = {"n_steps": IG_STEPS} if key == "ig" else {}
+            log(f"  explain ResNet-{depth} {key} ({n} repeats) ...")
+            wall_s, samples = median_time(lambda: explain.attribute(model, x, key, target=0, **options), n, warmup=1)
+            is_ig = key == "ig"
+            rows.append(Row(f"explain.r{depth}.{key}", f"CPU {method.label}, ResNet-{depth}, one image", wall_s, "s",
+                            f"<= {IG_TARGET_S:g} s" if is_ig else "", (wall_s <= IG_TARGET_S) if is_ig else None,
+                            f"explain.attribute() wall time incl. its private model copy, median of {n}"
+                            + (f"; {IG_STEPS} steps" if is_ig else "") + f"; {note}",
+                            extra={"samples_s": samples, "options": options}))
+    return rows
+
+
+def evaluate_row(ws: Workspace, quick: bool, log) -> Row:
+    from resnet_demo.data import load_cifar10
+    from resnet_demo.evaluate import evaluate
+
+    models, note = _models(ws)
+    data_dir, data_note = ws.data_dir()
+    test = load_cifar10(str(data_dir), download=False).test
+    n = 1 if quick else 3
+    log(f"  evaluate ResNet-20 on {len(test):,} test images ({n} repeats) ...")
+    seconds, samples = median_time(lambda: evaluate(models[20], test), n, warmup=0 if quick else 1)
+    return Row("eval.cpu.r20", f"CPU evaluation of the {len(test):,} test images, ResNet-20", seconds, "s", "",
+               None, f"evaluate.evaluate(), median of {n}: {len(test) / seconds:,.0f} img/s; {data_note}; {note}",
+               extra={"samples_s": samples})

@@ -1,0 +1,203 @@
+"""Training speed: our engine (the real train(), timed from inside) against a typical tutorial pipeline.
+
+Ours: resnet_demo.train.train() exactly as `python -m resnet_demo train` runs it (DeviceLoader, SGD, the
+preset's autocast and memory format), stopped through its own should_stop hook. The hook is called before
+every step, so it doubles as a clock: a timing window opens and closes on step boundaries, waits for the
+GPU at both ends, and never spans an epoch's end (where train() evaluates the test set, which is not training).
+
+Baseline: what a tutorial does: a Dataset of PIL images with torchvision's per-image transforms
+(RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) behind a torch DataLoader, fp32, Adam,
+the same network. Both are reported as images per second: the median over several windows after a warm-up.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .common import Row, Workspace, skipped
+
+
+@dataclass
+class Windows:
+    warmup: int   # steps not timed (first batches, allocator and cuDNN autotuning, worker start-up)
+    steps: int    # steps per timing window
+    repeats: int  # windows; the median is reported
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class WindowClock:
+    """A should_stop callback for train(): times `repeats` windows of `steps` steps; True once they are done.
+
+    train() calls it before every step (and may call it once more at an epoch's end), so between two calls
+    lies one step. A window during which an epoch ended (the 'epoch' event: the test set was evaluated)
+    is thrown away and another one is opened.
+    """
+
+    def __init__(self, w: Windows, device: torch.device):
+        self.w, self.device = w, device
+        self.calls = 0
+        self.open_at: tuple[int, float] | None = None
+        self.epoch_ended = False
+        self.discarded = 0
+        self.windows: list[tuple[int, float]] = []  # (steps, seconds)
+
+    def listener(self, event: dict) -> None:
+        if event.get("type") == "epoch":
+            self.epoch_ended = True
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.open_at is not None:
+            if self.epoch_ended:
+                self.open_at, self.discarded = None, self.discarded + 1
+            elif self.calls - self.open_at[0] == self.w.steps:
+                _sync(self.device)
+                self.windows.append((self.w.steps, time.perf_counter() - self.open_at[1]))
+                self.open_at = None
+        if len(self.windows) >= self.w.repeats:
+            return True
+        if self.open_at is None and self.calls > self.w.warmup:
+            _sync(self.device)
+            self.open_at, self.epoch_ended = (self.calls, time.perf_counter()), False
+        return False
+
+
+def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[float]]:
+    rates = [batch * n / s for n, s in windows]
+    return statistics.median(rates), rates
+
+
+def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows) -> tuple[float, dict]:
+    from resnet_demo.recipes import get_recipe
+    from resnet_demo.train import TrainConfig, train
+
+    data_dir, data_note = ws.data_dir()
+    recipe = get_recipe(preset, device.type)
+    clock = WindowClock(w, device)
+    cfg = TrainConfig(depth=depth, preset=preset, device=str(device), data_dir=str(data_dir),
+                      out=str(ws.new_run_dir()), download=False)
+    end = train(cfg, listener=clock.listener, should_stop=clock)
+    if len(clock.windows) < w.repeats:
+        raise RuntimeError(f"train() ended before the timing windows were complete: {end.get('message')}")
+    value, rates = _rate(clock.windows, recipe.batch_size)
+    return value, {"batch_size": recipe.batch_size, "preset": preset, "rates": rates, "data": data_note,
+                   "windows": clock.windows, "discarded_windows": clock.discarded}
+
+
+class TutorialDataset(torch.utils.data.Dataset):
+    """torchvision.datasets.CIFAR10's way: one PIL image at a time through the transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        from torchvision import transforms
+
+        from resnet_demo.paper import MEAN, STD
+
+        self.images, self.labels = images, labels
+        self.transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def baseline_throughput(ws: Workspace, depth: int, device: torch.device, batch_size: int, workers: int,
+                        w: Windows) -> tuple[float, dict]:
+    from resnet_demo.data import load_cifar10
+    from resnet_demo.model import build_model
+
+    data_dir, data_note = ws.data_dir()
+    train_split = load_cifar10(str(data_dir), download=False).train
+    loader = torch.utils.data.DataLoader(TutorialDataset(train_split.images, train_split.labels), batch_size=batch_size,
+                                         shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
+                                         drop_last=True)
+    needed = w.warmup + w.steps * w.repeats
+    if needed > len(loader):
+        raise ValueError(f"{needed} baseline steps do not fit one epoch of {len(loader)}")
+    torch.manual_seed(0)
+    model = build_model(depth).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    windows: list[tuple[int, float]] = []
+    running_loss = 0.0
+    it = iter(loader)
+    t_open = 0.0
+    for k in range(needed):
+        if k >= w.warmup and (k - w.warmup) % w.steps == 0:
+            if k > w.warmup:
+                _sync(device)
+                windows.append((w.steps, time.perf_counter() - t_open))
+            _sync(device)
+            t_open = time.perf_counter()
+        x, y = next(it)
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()  # as tutorials do, to print the running loss
+    _sync(device)
+    windows.append((w.steps, time.perf_counter() - t_open))
+    del it
+    value, rates = _rate(windows, batch_size)
+    return value, {"batch_size": batch_size, "workers": workers, "rates": rates, "data": data_note, "windows": windows}
+
+
+def throughput_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row]:
+    import os
+
+    rows: list[Row] = []
+    devices = [("cpu", torch.device("cpu"))]
+    if torch.cuda.is_available():
+        devices.append(("cuda", torch.device("cuda")))
+    else:
+        for depth in depths:
+            rows.append(skipped(f"train.cuda.r{depth}.ratio", f"GPU training ResNet-{depth}: ours / baseline", "x",
+                                ">= 20x", "no CUDA GPU (torch.cuda.is_available() is False)"))
+    for kind, device in devices:
+        target_ratio = 2.0 if kind == "cpu" else 20.0
+        preset = "classroom" if kind == "cpu" else "fast"
+        workers = 2 if kind == "cpu" else min(8, os.cpu_count() or 2)
+        for depth in depths:
+            w = _windows(kind, depth, quick)
+            log(f"  {kind} ResNet-{depth}: ours ({w.warmup} + {w.repeats} x {w.steps} steps) ...")
+            ours, o = ours_throughput(ws, depth, device, preset, w)
+            wb = _windows(kind, depth, quick, baseline=True)
+            log(f"  {kind} ResNet-{depth}: baseline ({wb.warmup} + {wb.repeats} x {wb.steps} steps) ...")
+            base, b = baseline_throughput(ws, depth, device, 128, workers, wb)
+            how = f"median of {w.repeats} windows x {w.steps} steps after {w.warmup} warm-up"
+            rows.append(Row(f"train.{kind}.r{depth}.ours", f"{kind.upper()} training ResNet-{depth}: ours", ours, "img/s",
+                            notes=f"train() with the {preset} preset, batch {o['batch_size']}, "
+                                  f"{'bf16 autocast, channels_last' if kind == 'cuda' else 'fp32'}; {how}; {o['data']}",
+                            extra=o))
+            rows.append(Row(f"train.{kind}.r{depth}.baseline", f"{kind.upper()} training ResNet-{depth}: baseline", base,
+                            "img/s", notes=f"PIL transforms + DataLoader(num_workers={workers}), fp32, Adam, batch 128; "
+                                           f"median of {wb.repeats} windows x {wb.steps} steps after {wb.warmup} warm-up",
+                            extra=b))
+            ratio = ours / base
+            rows.append(Row(f"train.{kind}.r{depth}.ratio", f"{kind.upper()} training ResNet-{depth}: ours / baseline",
+                            ratio, "x", f">= {target_ratio:g}x", ratio >= target_ratio))
+    return rows
+
+
+def _windows(kind: str, depth: int, quick: bool, baseline: bool = False) -> Windows:
+    """Step counts sized so the whole CPU section takes a few minutes on 2 cores (a 110-layer step is ~5x a 20-layer one)."""
+    if kind == "cuda":
+        return Windows(5, 10, 2) if quick else Windows(30, 40, 5)
+    if quick:
+        return Windows(2, 3, 2) if depth <= 56 else Windows(1, 2, 2)
+    steps = {20: 20, 56: 8, 110: 4}.get(depth, max(4, 400 // depth))
+    return Windows(3 if baseline else 5, steps, 3)
