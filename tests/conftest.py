@@ -53,3 +53,17 @@ def tiny_weights_dir(tmp_path_factory, tiny_run, synthetic_data_dir) -> Path:
     directory = tmp_path_factory.mktemp("weights")
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=directory)
     return directory
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path):
+    """Point the app at empty folders (no weights, no runs, no data) and run from tmp_path, so the checkout's
+    weights/, ./data and ./runs are never picked up; a test sets what it needs on top with .setenv."""
+    runs, data = tmp_path / "runs", tmp_path / "no-data"
+    runs.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(runs))
+    monkeypatch.setenv("RESNET_DEMO_DATA", str(data))
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch

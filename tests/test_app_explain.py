@@ -3,7 +3,6 @@ button), every method draws a map, the method lives in the URL, and it renders w
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,22 +13,15 @@ from resnet_demo.explain import METHODS
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+from apptest_util import APP, TIMEOUT  # noqa: E402
+
 PAGE = "from resnet_demo.app.pages import explain\nexplain.render()\n"
-TIMEOUT = 120
 CHEAP = {"ig_steps": 4, "sg_samples": 4}  # slider keys -> values that keep the test quick
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    runs, data = tmp_path / "runs", tmp_path / "no-data"
-    runs.mkdir()
-    data.mkdir()
-    monkeypatch.setenv("RESNET_DEMO_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_DEMO_DATA", str(data))
-    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
+def env(app_env):
+    return app_env
 
 
 def ok(at: AppTest) -> None:

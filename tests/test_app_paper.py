@@ -1,27 +1,13 @@
 """The Paper page under AppTest, with and without shipped models."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
+
+from apptest_util import assert_clean, open_page
 
 from resnet_demo.paper import TABLE6_ERROR
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 pytestmark = pytest.mark.timeout(600)
-
-
-def open_page(url_path: str) -> AppTest:
-    """AppTest.switch_page only knows page files; pick the st.navigation page by its url_path instead."""
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path)
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not [e.value for e in at.error if "Something went wrong" in e.value]
 
 
 def test_renders_without_models(tmp_path, monkeypatch):

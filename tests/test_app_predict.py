@@ -3,7 +3,6 @@ and without models, predicts the gallery, uploads and the camera, and turns bad 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,20 +13,12 @@ import resnet_demo  # noqa: F401  (importable after the chdir below)
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-TIMEOUT = 120  # importing torch under AppTest takes a while on a loaded machine
+from apptest_util import APP, TIMEOUT  # noqa: E402
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    runs, data = tmp_path / "runs", tmp_path / "no-data"
-    runs.mkdir()
-    data.mkdir()
-    monkeypatch.setenv("RESNET_DEMO_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_DEMO_DATA", str(data))
-    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
-    monkeypatch.chdir(tmp_path)  # so ./data and ./runs of the checkout are not picked up
-    return monkeypatch
+def env(app_env):
+    return app_env
 
 
 @pytest.fixture

@@ -12,23 +12,17 @@ from resnet_demo.paper import CLASSES
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from apptest_util import TIMEOUT  # noqa: E402
+
 from resnet_demo.app.testset_charts import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
 from resnet_demo.app.pages.testset import CELL_MAX, PAGE_SIZE  # noqa: E402
 
 SCRIPT = "from resnet_demo.app.pages import testset\ntestset.render()\n"
-TIMEOUT = 120  # importing torch under AppTest takes a while on a loaded machine
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    """Point the app at fixture folders; no data set unless a test sets RESNET_DEMO_DATA itself."""
-    runs, data = tmp_path / "runs", tmp_path / "no-data"
-    runs.mkdir()
-    data.mkdir()
-    monkeypatch.setenv("RESNET_DEMO_RUNS", str(runs))
-    monkeypatch.setenv("RESNET_DEMO_DATA", str(data))
-    monkeypatch.chdir(tmp_path)  # so ./data and ./weights of the checkout are not picked up
-    return monkeypatch
+def env(app_env):
+    return app_env
 
 
 def _app() -> AppTest:

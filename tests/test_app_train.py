@@ -3,29 +3,14 @@ from __future__ import annotations
 
 import json
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest_util import assert_clean, open_page
+
 from resnet_demo import jobs
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 pytestmark = pytest.mark.timeout(900)
-
-
-def open_page(url_path: str, at: AppTest | None = None) -> AppTest:
-    """Run the app and switch to a page registered by st.navigation with a callable (AppTest.switch_page
-    only knows page files, so the page is picked by its url_path in the navigation registry)."""
-    at = at or AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path)
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not [e.value for e in at.error if "Something went wrong" in e.value]
 
 
 @pytest.fixture
