@@ -1,7 +1,6 @@
 """Any image file -> the 32x32 network input, or one clear ImageError; and the predict CLI over many files."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
 
-from .. import ship
 from ..images import ImageError, load_input, to_tensor
 from ..paper import CLASSES
 from ..weights import weights_dir
@@ -56,22 +54,15 @@ def set_current(chosen: Chosen | None) -> None:
 
 # --- the gallery -----------------------------------------------------------------------------------------
 
-@st.cache_resource(max_entries=2, show_spinner="Reading the test images...")
-def _shipped(directory: str, mtime: float) -> dict[int, tuple[np.ndarray, int]] | None:
-    return ship.read_test_images(Path(directory))
-
-
 def gallery() -> tuple[dict[int, tuple[np.ndarray, int]], str]:
     """{test index: (image, label)} and where it comes from: the whole local test set if present, else the
     images shipped beside the weights (a dozen per class plus every shipped model's mistakes)."""
-    from .pages.testset import local_test_set  # one cached copy of the local test set for the whole app
-
-    local = local_test_set()
+    local = state.local_test_set()
     if local is not None:
         return {i: (local.images[i], int(local.labels[i])) for i in range(len(local))}, "the local CIFAR-10 test set"
     path = weights_dir() / "test_images.npz"
     try:
-        images = _shipped(str(weights_dir()), path.stat().st_mtime if path.is_file() else 0.0)
+        images = state.shipped_test_images()
     except (OSError, ValueError, KeyError) as e:
         st.warning(f"The shipped test images ({path}) could not be read: {e}")
         images = None

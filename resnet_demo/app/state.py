@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import streamlit as st
 import torch
 
-from ..weights import ModelEntry, WeightsError, list_models
+from .. import ship
+from ..data import DataError, Split, find_cifar10, load_cifar10
+from ..weights import ModelEntry, WeightsError, list_models, weights_dir
 
 log = logging.getLogger("resnet_demo.app")
 
@@ -35,7 +39,40 @@ def _load(path: str, sha256: str | None, mtime: float) -> torch.nn.Module:
 
 def load(entry: ModelEntry) -> torch.nn.Module:
     """The model, loaded once per server and shared by every session (read-only: eval mode, never trained)."""
-    return _load(str(entry.weights), entry.sha256, entry.weights.stat().st_mtime if entry.weights.exists() else 0.0)
+    return _load(str(entry.weights), entry.sha256, mtime(entry.weights))
+
+
+def mtime(path: Path | None) -> float:
+    """A cache key part that changes when the file does (0 when it is missing)."""
+    return path.stat().st_mtime if path is not None and path.is_file() else 0.0
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the shipped test images...")
+def _shipped_test_images(directory: str, modified: float) -> dict[int, tuple[np.ndarray, int]] | None:
+    return ship.read_test_images(Path(directory))
+
+
+def shipped_test_images() -> dict[int, tuple[np.ndarray, int]] | None:
+    """{test index: (image, label)} shipped beside the weights (a gallery + every shipped model's mistakes).
+    Raises OSError/ValueError/KeyError when the file is unreadable."""
+    return _shipped_test_images(str(weights_dir()), mtime(weights_dir() / "test_images.npz"))
+
+
+@st.cache_resource(max_entries=1, show_spinner="Reading the local test set...")
+def _local_test(directory: str, modified: float) -> Split:
+    return load_cifar10(directory, download=False).test
+
+
+def local_test_set() -> Split | None:
+    """The test split on disk ($RESNET_DEMO_DATA or ./data), loaded once per server, or None; never downloads."""
+    d = find_cifar10()
+    if d is None:
+        return None
+    try:
+        return _local_test(str(d), max(mtime(p) for p in d.iterdir()) if d.is_dir() else 0.0)
+    except (DataError, OSError, ValueError) as e:
+        st.warning(f"The test set in {d} could not be read ({e}); using the shipped test images instead.")
+        return None
 
 
 def models() -> list[ModelEntry]:

@@ -6,16 +6,14 @@ used instead (all of them, not just the subset), and the model can be re-evaluat
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import streamlit as st
 
-from ... import ship
-from ...data import DataError, Split, find_cifar10, load_cifar10
+from ...data import find_cifar10
 from ...paper import CLASSES, TABLE6_ERROR
-from ...weights import ModelEntry, WeightsError, weights_dir
+from ...weights import ModelEntry, WeightsError
 from .. import state
 from ..testset_charts import cell_from_selection, confusion_figure, per_class_bars
 
@@ -25,10 +23,6 @@ SCALE = 3  # 32 px -> 96 px, nearest neighbour so the pixels stay honest
 SORTS = ("Most confident first", "Least confident first", "Test-set order")
 ALL = "All classes"
 Lookup = Callable[[int], "np.ndarray | None"]
-
-
-def _mtime(path: Path | None) -> float:
-    return path.stat().st_mtime if path is not None and path.is_file() else 0.0
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -42,30 +36,8 @@ def predictions(entry: ModelEntry) -> dict[str, np.ndarray] | None:
     if entry.predictions is None or not entry.predictions.is_file():
         return None
     try:
-        return _predictions(str(entry.predictions), _mtime(entry.predictions))
+        return _predictions(str(entry.predictions), state.mtime(entry.predictions))
     except (OSError, ValueError, KeyError):
-        return None
-
-
-@st.cache_resource(max_entries=2, show_spinner="Reading the shipped test images...")
-def _shipped_images(directory: str, mtime: float) -> dict[int, tuple[np.ndarray, int]] | None:
-    return ship.read_test_images(Path(directory))
-
-
-@st.cache_resource(max_entries=1, show_spinner="Reading the local test set...")
-def _local_test(directory: str, mtime: float) -> Split:
-    return load_cifar10(directory, download=False).test
-
-
-def local_test_set() -> Split | None:
-    """The test split on disk ($RESNET_DEMO_DATA or ./data), or None; never downloads."""
-    d = find_cifar10()
-    if d is None:
-        return None
-    try:
-        return _local_test(str(d), max(_mtime(p) for p in d.iterdir()) if d.is_dir() else 0.0)
-    except (DataError, OSError, ValueError) as e:
-        st.warning(f"The test set in {d} could not be read ({e}); using the shipped test images instead.")
         return None
 
 
@@ -76,11 +48,11 @@ def image_lookup(preds: dict[str, np.ndarray]) -> tuple[Lookup | None, str]:
     images only where their label agrees, so a model trained on other data never shows the wrong picture.
     """
     labels = preds["labels"]
-    local = local_test_set()
+    local = state.local_test_set()
     if local is not None and len(local) == len(labels) and np.array_equal(local.labels, labels):
         return (lambda i: local.images[i]), "the local test set"
     try:
-        shipped = _shipped_images(str(weights_dir()), _mtime(weights_dir() / "test_images.npz"))
+        shipped = state.shipped_test_images()
     except (OSError, ValueError, KeyError):
         shipped = None
     if shipped:
@@ -288,7 +260,7 @@ def _grid(indices: np.ndarray, preds: dict, lookup: Lookup | None) -> int:
 
 
 def _fresh_key(entry: ModelEntry) -> str:
-    return f"{entry.name}@{entry.sha256 or _mtime(entry.weights)}"
+    return f"{entry.name}@{entry.sha256 or state.mtime(entry.weights)}"
 
 
 def _reevaluate_section(entry: ModelEntry) -> None:
@@ -299,7 +271,7 @@ def _reevaluate_section(entry: ModelEntry) -> None:
                "it again now (single view, no flip averaging, as the paper reports).")
     fresh_all = st.session_state.setdefault("ts_fresh", {})
     if st.button(f"Re-evaluate {entry.label} on the local test set", key="ts_reevaluate"):
-        split = local_test_set()
+        split = state.local_test_set()
         if split is None:
             return
         try:
