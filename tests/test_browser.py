@@ -51,12 +51,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app(tiny_weights_dir, synthetic_data_dir, tmp_path_factory):
-    """A live server on a free port, pointed at the tiny shipped model, empty runs and synthetic data."""
+    """A live server on a free port, pointed at the tiny shipped model (or $RESNET_DEMO_SCREENSHOT_WEIGHTS),
+    empty runs and synthetic data."""
     sync_playwright = _browser_or_skip()
     runs = tmp_path_factory.mktemp("browser-runs")
     log_path = tmp_path_factory.mktemp("browser-log") / "streamlit.log"
     port = _free_port()
-    env = {**os.environ, "RESNET_DEMO_WEIGHTS": str(tiny_weights_dir), "RESNET_DEMO_RUNS": str(runs),
+    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions).
+    weights = os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS") or str(tiny_weights_dir)
+    env = {**os.environ, "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_RUNS": str(runs),
            "RESNET_DEMO_DATA": str(synthetic_data_dir), "RESNET_DEMO_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log = open(log_path, "wb")
