@@ -29,6 +29,7 @@ import torch
 from captum.attr import (GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
                          Occlusion, Saliency)
 
+from .images import upscale  # noqa: F401  (re-exported: the pages and tests use explain.upscale)
 from .paper import IMAGE_SIZE, MEAN, STD
 
 # Captum warns on every guided-backprop call that it sets (and later removes) ReLU hooks; we know, and we
@@ -186,12 +187,6 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     """(H, W) in [0, 1] -> (H, W, 3) uint8 through COLORMAP."""
     idx = np.clip(np.nan_to_num(heat) * 255.0 + 0.5, 0, 255).astype(np.intp)
     return COLORMAP[idx]
-
-
-def upscale(a: np.ndarray, size: int = 256) -> np.ndarray:
-    """Nearest-neighbour upscaling by an integer factor, so every pixel the network saw stays a visible square."""
-    f = max(1, size // a.shape[0])
-    return np.repeat(np.repeat(a, f, axis=0), f, axis=1)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.6, size: int = 256) -> np.ndarray:

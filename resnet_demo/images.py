@@ -100,3 +100,9 @@ def load_input(source: bytes | str | os.PathLike, name: str | None = None) -> tu
     img = open_image(source, name)
     small = to_network_size(img)
     return to_tensor(small), small, img
+
+
+def upscale(a: np.ndarray, size: int = 256) -> np.ndarray:
+    """Nearest-neighbour upscaling by an integer factor, so every pixel the network saw stays a visible square."""
+    f = max(1, size // a.shape[0])
+    return np.repeat(np.repeat(a, f, axis=0), f, axis=1)

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from ...explain import upscale
+from ...images import upscale
 from ...inference import probabilities, top_k
 from ...weights import ModelEntry
 from .. import inputs, state
