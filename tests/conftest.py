@@ -31,7 +31,7 @@ def real_data_dir() -> Path:
     if not d or not (Path(d) / "test.npz").is_file() and not (Path(d) / "cifar-10-batches-py").is_dir():
         pytest.skip(f"real CIFAR-10 not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
                     f"(`python ../shared/cifar10/unpack.py ../shared/cifar10 DIR`; .ci/run does this)")
-    return Path(d)
+    return Path(d).resolve()  # subprocess tests run elsewhere: a relative path would not travel
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""On the genuine CIFAR-10 (skips without it): the data are intact, and the classroom preset visibly learns."""
+"""On the genuine CIFAR-10 (skips without it): the data are intact, the classroom preset visibly learns, and
+evaluate reproduces every shipped model's manifest figures."""
 from __future__ import annotations
 
 import json
@@ -44,3 +45,30 @@ def test_classroom_preset_learns_on_a_real_subset(real_data_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_images"] == 10_000 and metrics["subset"] == 2000
     assert metrics["test_accuracy"] > 0.2, metrics["test_accuracy"]
+
+
+SHIPPED = ROOT / "weights"
+
+
+def _shipped_names() -> list[str]:
+    from resnet_demo.weights import shipped_models
+
+    return [e.name for e in shipped_models(SHIPPED)] if (SHIPPED / "manifest.json").exists() else []
+
+
+@pytest.mark.parametrize("name", _shipped_names() or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no shipped weights in weights/ (ship a run with `python -m resnet_demo ship RUN`)"))])
+def test_shipped_figures_are_reproduced_by_evaluate(real_data_dir, name):
+    # Every number the manifest (and so the README and the app) states must come out of the shipped file.
+    from resnet_demo.evaluate import evaluate
+    from resnet_demo.weights import shipped_models
+
+    entry = next(e for e in shipped_models(SHIPPED) if e.name == name)
+    result = evaluate(entry.load(), load_cifar10(real_data_dir, download=False).test, "cpu", flip_tta=True)
+    rec = entry.record
+    assert result["accuracy"] == rec["test_accuracy"]
+    assert result["accuracy_flip_tta"] == rec["test_accuracy_flip_tta"]
+    assert result["per_class"] == rec["per_class"]
+    assert result["confusion"] == rec["confusion"]
+    preds = entry.load_predictions()
+    assert preds is not None and (preds["pred"] == preds["labels"]).mean() == rec["test_accuracy"]
