@@ -1,28 +1,62 @@
 """Where a CPU training step's time goes: the tutorial data pipeline alone vs the network step alone.
 
-Run: python -m benchmarks.cpu_profile (needs the real data in .cache/cifar10). It explains why no data pipeline
-can make CPU training 2x faster than the baseline: the network step, not the data, is the bottleneck.
+Run: python -m benchmarks.cpu_profile [DATA_DIR]  (default .cache/cifar10). It explains why no data pipeline can
+make CPU training 2x faster than the baseline of benchmarks/training.py: the network step is the bottleneck.
 """
-import time, torch, torch.nn.functional as F
-from benchmarks.training import TutorialDataset
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
 from resnet_demo.data import load_cifar10
 from resnet_demo.model import build_model
-tr = load_cifar10('.cache/cifar10', download=False).train
-ds = TutorialDataset(tr.images, tr.labels)
-# 1) pipeline alone, in the main process (one core), 2,560 images
-t = time.perf_counter()
-for i in range(2560): ds[i]
-pil = 2560 / (time.perf_counter() - t)
-print(f"tutorial PIL transforms alone, 1 process: {pil:.0f} img/s ({1e3/pil:.3f} ms/img)")
-# 2) network step alone (fwd+bwd+SGD) on a fixed batch of 128, 2 threads
-torch.manual_seed(0)
-for depth in (20, 56):
-    m = build_model(depth).train(); opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    x = torch.randn(128, 3, 32, 32); y = torch.randint(0, 10, (128,))
-    def step():
-        opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
-    for _ in range(3): step()
-    n = 20 if depth == 20 else 8
+
+from .training import TutorialDataset
+
+PIPELINE_IMAGES = 2560
+STEPS = {20: 20, 56: 8}  # timed steps per depth, after 3 warm-up steps
+
+
+def pipeline_rate(data_dir: str) -> float:
+    """Images/s of the tutorial's per-image PIL transforms in one process (no model, no DataLoader)."""
+    train = load_cifar10(data_dir, download=False).train
+    ds = TutorialDataset(train.images, train.labels)
     t = time.perf_counter()
-    for _ in range(n): step()
-    print(f"ResNet-{depth} network step alone, batch 128, {torch.get_num_threads()} threads: {n*128/(time.perf_counter()-t):.0f} img/s")
+    for i in range(PIPELINE_IMAGES):
+        ds[i]
+    return PIPELINE_IMAGES / (time.perf_counter() - t)
+
+
+def step_rate(depth: int, batch: int = 128) -> float:
+    """Images/s of forward + backward + SGD on one fixed batch: the ceiling for any data pipeline."""
+    torch.manual_seed(0)
+    model = build_model(depth).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(STEPS[depth]):
+        step()
+    return STEPS[depth] * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    rate = pipeline_rate(sys.argv[1] if len(sys.argv) > 1 else ".cache/cifar10")
+    print(f"tutorial PIL transforms alone, 1 process: {rate:.0f} img/s ({1e3 / rate:.3f} ms/img)")
+    for depth in STEPS:
+        print(f"ResNet-{depth} network step alone, batch 128, {torch.get_num_threads()} threads: "
+              f"{step_rate(depth):.0f} img/s")
+
+
+if __name__ == "__main__":
+    main()
