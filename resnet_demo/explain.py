@@ -29,7 +29,7 @@ import torch
 from captum.attr import (GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
                          Occlusion, Saliency)
 
-from .images import upscale  # noqa: F401  (re-exported: the pages and tests use explain.upscale)
+from .images import upscale
 from .paper import IMAGE_SIZE, MEAN, STD
 
 # Captum warns on every guided-backprop call that it sets (and later removes) ReLU hooks; we know, and we
