@@ -78,7 +78,7 @@ def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[flo
 
 def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows) -> tuple[float, dict]:
     from resnet_demo.recipes import get_recipe
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.train import TrainConfig, precision_label, resolve_precision, train
 
     data_dir, data_note = ws.data_dir()
     recipe = get_recipe(preset, device.type)
@@ -89,7 +89,9 @@ def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str
     if len(clock.windows) < w.repeats:
         raise RuntimeError(f"train() ended before the timing windows were complete: {end.get('message')}")
     value, rates = _rate(clock.windows, recipe.batch_size)
-    return value, {"batch_size": recipe.batch_size, "preset": preset, "rates": rates, "data": data_note,
+    precision = precision_label(resolve_precision(cfg.precision, device))
+    return value, {"batch_size": recipe.batch_size, "preset": preset, "precision": precision, "rates": rates,
+                   "data": data_note,
                    "windows": clock.windows, "discarded_windows": clock.discarded}
 
 
@@ -181,7 +183,7 @@ def throughput_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[
             how = f"median of {w.repeats} windows x {w.steps} steps after {w.warmup} warm-up"
             rows.append(Row(f"train.{kind}.r{depth}.ours", f"{kind.upper()} training ResNet-{depth}: ours", ours, "img/s",
                             notes=f"train() with the {preset} preset, batch {o['batch_size']}, "
-                                  f"{'bf16 autocast, channels_last' if kind == 'cuda' else 'fp32'}; {how}; {o['data']}",
+                                  f"{o['precision']}, channels_last; {how}; {o['data']}",
                             extra=o))
             rows.append(Row(f"train.{kind}.r{depth}.baseline", f"{kind.upper()} training ResNet-{depth}: baseline", base,
                             "img/s", notes=f"PIL transforms + DataLoader(num_workers={workers}), fp32, Adam, batch 128; "

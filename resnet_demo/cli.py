@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-subset", type=_positive, help="per-epoch test curve on N test images (final eval uses all)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model: slow start; faster steps on CUDA and in CPU fp32, slower in CPU bf16")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32")
     p.add_argument("--flip-tta", action="store_true", help="also report flip test-time augmentation (separately)")
     p.add_argument("--data-dir", help="folder with train.npz/test.npz or cifar-10-batches-py")
     p.add_argument("--no-download", action="store_true", help="never download the data set")
@@ -151,6 +154,7 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(depth=args.depth, plain=args.plain, shortcut=args.shortcut, preset=args.preset,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, subset=args.subset,
                       test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile,
+                      precision=args.precision,
                       data_dir=args.data_dir, out=args.out, resume=args.resume,
                       download=False if args.no_download else None, flip_tta=args.flip_tta,
                       command="python -m resnet_demo " + shlex.join(sys.argv[1:]))

@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "auto"             # "auto" | "cpu" | "cuda" | "cuda:N"
     seed: int = 0
     compile: bool = False
+    precision: str = "auto"          # "auto" | "bf16" | "fp32": see resolve_precision
     data_dir: str | None = None
     out: str = "runs/latest"
     resume: bool = False
@@ -73,6 +74,38 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise TrainingError(f"unsupported device {name!r}: use cpu, cuda or auto")
     return dev
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: there oneDNN runs bf16 convolutions natively (2.4x fp32 for ResNet-20 on a Zen 4
+    EPYC, BENCHMARKS.md); elsewhere bf16 is emulated and slower than fp32."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        try:
+            if getattr(cpu, probe)():
+                return True
+        except Exception:  # a private probe: absent or failing on some builds means "not known to be native"
+            pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training, None for plain fp32. "auto": bf16 on CUDA and on CPUs with native bf16.
+    Weights, optimiser state and the final evaluation stay fp32 either way."""
+    if precision not in PRECISIONS:
+        raise TrainingError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or device.type == "cuda" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def precision_label(amp_dtype: torch.dtype | None) -> str:
+    return "bf16 autocast" if amp_dtype == torch.bfloat16 else "fp32"
 
 
 def hardware_name(device: torch.device, world_size: int = 1) -> str:
@@ -203,26 +236,27 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
     cuda = device.type == "cuda"
+    amp_dtype = resolve_precision(cfg.precision, device)
     per_rank_batch = recipe.batch_size // world
     if len(train_split) < recipe.batch_size:
         raise TrainingError(f"only {len(train_split)} training images for a batch of {recipe.batch_size}; "
                             f"use a larger --subset or a smaller --batch-size")
     loader = DeviceLoader(train_split, per_rank_batch, device, train=True, seed=cfg.seed, rank=rank,
-                          world_size=world, channels_last=cuda)
-    test_loader = DeviceLoader(test_curve, 1000, device, train=False, rank=rank, world_size=world, channels_last=cuda)
+                          world_size=world, channels_last=True)
+    test_loader = DeviceLoader(test_curve, 1000, device, train=False, rank=rank, world_size=world, channels_last=True)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * recipe.epochs
 
     torch.manual_seed(cfg.seed)
-    raw = CifarResNet(arch).to(device)
+    # channels_last suits cuDNN and oneDNN alike (1.5x for fp32 ResNet-20 on the CPU, BENCHMARKS.md).
+    raw = CifarResNet(arch).to(device).to(memory_format=torch.channels_last)
     if cuda:
-        raw = raw.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.SGD(raw.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                 weight_decay=recipe.weight_decay)
     state = {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "warm_done": arch.depth < WARMUP_110["min_depth"]
              or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
-    config_record = {**asdict(cfg), "recipe": recipe.to_dict()}
+    config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype)}
     ck_path = out / ckpt.FILENAME
     resumed_from = None
     if cfg.resume and ck_path.is_file():
@@ -248,7 +282,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         model = torch.compile(model)
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+        return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
 
     emit({"type": "start", "config": config_record, "arch": arch.to_dict(), "label": arch.label,
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
@@ -365,6 +399,7 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
         "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
         "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
         "hardware": hardware_name(device, world), "torch": torch.__version__,
+        "precision": precision_label(resolve_precision(cfg.precision, device)),
         "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
         "per_class": result["per_class"], "confusion": result["confusion"],
         "file": "model.safetensors", "sha256": sha, "history": "events.jsonl", "predictions": "preds.npz",

@@ -232,6 +232,49 @@ def test_too_few_images_for_a_batch(synthetic_data_dir, tmp_path):
         train(cfg(synthetic_data_dir, tmp_path / "r", subset=40))
 
 
+# ---------------------------------------------------------------- precision
+
+def test_precision_resolution(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert isinstance(train_mod.cpu_has_native_bf16(), bool)
+    assert train_mod.resolve_precision("fp32", cuda) is None
+    assert train_mod.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert train_mod.resolve_precision("auto", cuda) is torch.bfloat16
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    assert train_mod.resolve_precision("auto", cpu) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    assert train_mod.resolve_precision("auto", cpu) is torch.bfloat16
+    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):
+        train_mod.resolve_precision("fp8", cpu)
+
+
+def test_native_bf16_probe_never_raises(monkeypatch):
+    class Broken:
+        def _is_avx512_bf16_supported(self):
+            raise RuntimeError("no cpuinfo")
+
+    monkeypatch.setattr(torch, "cpu", Broken())
+    assert train_mod.cpu_has_native_bf16() is False
+
+
+@pytest.mark.parametrize("precision, label", [("bf16", "bf16 autocast"), ("fp32", "fp32")])
+def test_both_precisions_train_and_record_which_was_used(synthetic_data_dir, tmp_path, precision, label):
+    out = tmp_path / precision
+    record = train(cfg(synthetic_data_dir, out, epochs=1, precision=precision))
+    assert record["precision"] == label
+    assert json.loads((out / "config.json").read_text())["precision_used"] == label
+    epoch = [e for e in read_events(out / "events.jsonl") if e["type"] == "epoch"][0]
+    assert math.isfinite(epoch["train_loss"]) and 0 <= epoch["test_acc"] <= 1
+    # The final figures come from an fp32 evaluation of the saved weights, whatever the training precision.
+    from resnet_demo.evaluate import evaluate
+    from resnet_demo.data import load_cifar10
+    from resnet_demo.weights import load_model
+
+    model, _ = load_model(out / "model.safetensors")
+    again = evaluate(model, load_cifar10(str(synthetic_data_dir), download=False).test, "cpu")
+    assert again["accuracy"] == record["test_accuracy"]
+
+
 # ---------------------------------------------------------------- learning-rate logic
 
 class RecordingSGD(torch.optim.SGD):
