@@ -52,9 +52,9 @@ RECIPES: dict[str, Recipe] = {
                     "linear warm-up then cosine decay; batch 512 on CUDA.",
     ),
     "classroom": Recipe(
-        "classroom", epochs=2, batch_size=128, lr=0.15, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
+        "classroom", epochs=3, batch_size=128, lr=0.15, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.2,
-        description="Real learning within minutes on a laptop CPU: 2 epochs of one-cycle SGD.",
+        description="Real learning within minutes on a laptop CPU: 3 epochs of one-cycle SGD.",
     ),
 }
 
