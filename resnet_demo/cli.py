@@ -128,9 +128,10 @@ class ProgressPrinter:
         kind = e["type"]
         if kind == "start":
             resumed = f", resuming at step {e['resumed_from_step']}" if e.get("resumed_from_step") else ""
+            precision = e.get("config", {}).get("precision_used")
             print(f"{e['label']} ({e['params']:,} params) on {e['device']}: {e['epochs']} epochs x "
-                  f"{e['steps_per_epoch']} steps, batch {e['batch_size']}, {e['train_images']:,} train images{resumed}",
-                  file=sys.stderr)
+                  f"{e['steps_per_epoch']} steps, batch {e['batch_size']}, {e['train_images']:,} train images"
+                  f"{', ' + precision if precision else ''}{resumed}", file=sys.stderr)
             if not self.quiet:
                 self.bar = tqdm(total=e["total_steps"], initial=e.get("resumed_from_step") or 0, unit="step",
                                 dynamic_ncols=True, file=sys.stderr)

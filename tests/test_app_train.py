@@ -88,6 +88,12 @@ def test_start_watch_and_stop_a_tiny_run(env):
     assert _loss_points(at) > first  # the chart follows the event file
     assert at.get("progress")  # progress bar with step / ETA / images per second
     assert "images/s" in at.get("progress")[0].proto.text
+    import torch
+
+    from resnet_demo.train import precision_label, resolve_precision
+
+    used = precision_label(resolve_precision("auto", torch.device("cpu")))  # what the app's default trains in
+    assert any(used in c.value for c in at.caption)
 
     # a second session (another tab, another student) sees the same job
     other = open_page("train")

@@ -45,3 +45,18 @@ def test_bad_numbers_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", *argv])
     assert e.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_progress_header_names_device_and_precision(capsys):
+    # The first line a user sees says what the run will cost: device, steps, batch, and the precision it trains in.
+    from resnet_demo.cli import ProgressPrinter
+
+    printer = ProgressPrinter(quiet=True)
+    start = {"type": "start", "label": "ResNet-20", "params": 269_722, "device": "AMD EPYC, 2 threads", "epochs": 3,
+             "steps_per_epoch": 390, "batch_size": 128, "train_images": 50_000, "total_steps": 1170,
+             "resumed_from_step": 120, "config": {"precision_used": "bf16 autocast"}}
+    printer(start)
+    assert capsys.readouterr().err.strip() == ("ResNet-20 (269,722 params) on AMD EPYC, 2 threads: 3 epochs x 390 steps, "
+                                               "batch 128, 50,000 train images, bf16 autocast, resuming at step 120")
+    printer({**start, "config": {}, "resumed_from_step": None})  # an older event file without the field
+    assert capsys.readouterr().err.strip().endswith("50,000 train images")

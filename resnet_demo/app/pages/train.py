@@ -158,8 +158,10 @@ def _job_header(run: jobs.RunStatus) -> None:
     color, word = STATE_BADGE.get(run.state, ("gray", run.state))
     st.subheader(f"{run.label} :{color}-badge[{word}]")
     start, step, end_epoch = run.last("start"), run.last("step"), run.last("epoch")
+    precision = (start or {}).get("config", {}).get("precision_used")
     st.caption(f"Run `{run.run_id}`" + (f" · {start['device']} · {start['train_images']:,} training images · "
-                                        f"batch {start['batch_size']}" if start else ""))
+                                        f"batch {start['batch_size']}" if start else "")
+               + (f" · {precision}" if precision else ""))
     if run.active:
         if run.state == "starting" or step is None:
             text = "loading the data and building the model…"
