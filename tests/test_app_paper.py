@@ -49,3 +49,28 @@ def test_architecture_of_a_chosen_depth(tmp_path, monkeypatch):
     at.number_input(key="paper_depth_other").set_value(10).run()
     assert_clean(at)
     assert any("6n+2" in e.value for e in at.error)
+
+
+def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
+    """The repository's own weights: Table 6 shows the measured ResNet-20 error, and Fig. 6 splits the shipped
+    plain and residual nets into the paper's two panels, one curve per model."""
+    import json
+    from pathlib import Path
+
+    weights = Path(__file__).resolve().parent.parent / "weights"
+    manifest = json.loads((weights / "manifest.json").read_text())
+    models = manifest["models"]
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(weights))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tmp_path / "runs"))
+    at = open_page("paper")
+    assert_clean(at)
+    table = at.dataframe[0].value.set_index("Network")
+    assert table.loc["ResNet-20", "This project error %"] == f"{100 * (1 - models['resnet20']['test_accuracy']):.2f}"
+    charts = at.get("plotly_chart")
+    plain = [n for n in models if n.startswith("plain")]
+    resid = [n for n in models if n.startswith("resnet")]
+    assert plain and resid, "the repository ships at least one plain and one residual net"
+    figs = [json.loads(c.proto.spec) for c in charts]
+    groups = [{t["legendgroup"] for t in f["data"]} for f in figs]
+    assert len(figs) == 2, groups
+    assert len(groups[0]) == len(plain) and len(groups[1]) == len(resid), groups
