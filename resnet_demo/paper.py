@@ -26,6 +26,9 @@ TABLE6_PARAMS_M: dict[int, float] = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110
 # A well-known public reproduction with the same architecture (akamaster/pytorch_resnet_cifar10, its README).
 PUBLIC_REPRO_ERROR: dict[int, float] = {20: 8.27, 32: 7.37, 44: 6.90, 56: 6.61, 110: 6.32, 1202: 6.18}
 
+# The shipped models Fig. 6's message needs (the figure itself draws every depth of both families).
+FIG6_CORE: tuple[str, ...] = ("plain20", "plain56", "resnet20", "resnet56")
+
 # Fig. 6 (left), read off the figure: plain nets get *worse* with depth, on training and on test error.
 FIG6_NOTE = (
     "Fig. 6 (left) of the paper: the 56-layer plain net has higher training and test error than the "

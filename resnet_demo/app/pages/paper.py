@@ -10,13 +10,11 @@ import streamlit as st
 
 from ...events import epochs as epoch_rows
 from ...model import Arch, describe
-from ...paper import FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
+from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
 from ...weights import ModelEntry, WeightsError, shipped_models
 from .. import charts
 
 NOT_TRAINED = "not trained yet"
-# The paper's Fig. 6 draws every depth; its message needs at least these four.
-FIG6_CORE = ("plain20", "plain56", "resnet20", "resnet56")
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
 
 

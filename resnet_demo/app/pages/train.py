@@ -13,7 +13,7 @@ import torch
 
 from ... import jobs
 from ...events import epochs as epoch_rows
-from ...paper import FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
+from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
 from ...weights import ModelEntry, WeightsError, finished_runs, shipped_models
 from .. import charts
@@ -265,7 +265,7 @@ def _compare_section() -> None:
         st.info("No finished run or shipped model with a training history yet.")
         return
     by_name = {e.name: e for e in entries}
-    fig6 = [n for n in ("plain20", "plain56", "resnet20", "resnet56") if n in by_name]
+    fig6 = [n for n in FIG6_CORE if n in by_name]
     default = fig6 or [e.name for e in entries[:4]]
     chosen = st.multiselect("Runs", list(by_name), default=default, key="train_compare",
                             format_func=lambda n: _entry_label(by_name[n]))
