@@ -214,6 +214,11 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     try:
         result = _run(cfg, arch, recipe, device, rank, world, out, emit, stop, t0)
         step = result.get("step", 0)
+        if world > 1:  # every rank waits for rank 0's final evaluation, then leaves: exiting early aborted gloo
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
         return result
     except (DataError, WeightsError, StorageError, ValueError) as e:
         msg = str(e)
