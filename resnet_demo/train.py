@@ -184,6 +184,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     out = Path(cfg.out)
     arch = cfg.arch  # validates depth and shortcut
     device = resolve_device(cfg.device)
+    owns_group = False  # a process group a caller set up is the caller's to destroy
     if world > 1:
         import torch.distributed as dist
 
@@ -192,6 +193,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            owns_group = True
     recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr)
     if recipe.batch_size % world:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
@@ -215,10 +217,9 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
         result = _run(cfg, arch, recipe, device, rank, world, out, emit, stop, t0)
         step = result.get("step", 0)
         if world > 1:  # every rank waits for rank 0's final evaluation, then leaves: exiting early aborted gloo
-            import torch.distributed as dist
-
             dist.barrier()
-            dist.destroy_process_group()
+            if owns_group:
+                dist.destroy_process_group()
         return result
     except (DataError, WeightsError, StorageError, ValueError) as e:
         msg = str(e)

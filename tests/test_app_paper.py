@@ -1,6 +1,9 @@
 """The Paper page under AppTest, with and without shipped models."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from apptest_util import assert_clean, open_page
@@ -54,9 +57,6 @@ def test_architecture_of_a_chosen_depth(tmp_path, monkeypatch):
 def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
     """The repository's own weights: Table 6 shows the measured ResNet-20 error, and Fig. 6 splits the shipped
     plain and residual nets into the paper's two panels, one curve per model."""
-    import json
-    from pathlib import Path
-
     weights = Path(__file__).resolve().parent.parent / "weights"
     manifest = json.loads((weights / "manifest.json").read_text())
     models = manifest["models"]
