@@ -66,6 +66,13 @@ def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
     assert_clean(at)
     table = at.dataframe[0].value.set_index("Network")
     assert table.loc["ResNet-20", "This project error %"] == f"{100 * (1 - models['resnet20']['test_accuracy']):.2f}"
+    # the "vs paper" column says which depths meet the paper, in points of error
+    ours = round(100 * (1 - models["resnet20"]["test_accuracy"]), 2)
+    diff = ours - TABLE6_ERROR[20]
+    sign, verdict = ("+", "worse") if diff > 0 else ("\u2212", "better")
+    assert table.loc["ResNet-20", "vs paper"] == f"{sign}{abs(diff):.2f} ({verdict})"
+    missing = [f"ResNet-{d}" for d in TABLE6_ERROR if f"resnet{d}" not in models]  # ResNet-1202 at least
+    assert missing and set(table.loc[missing, "vs paper"]) == {""}
     charts = at.get("plotly_chart")
     plain = [n for n in models if n.startswith("plain")]
     resid = [n for n in models if n.startswith("resnet")]
