@@ -89,6 +89,10 @@ def _how(e: ModelEntry) -> str:
     return ", ".join(b for b in bits if b)
 
 
+def _error_pct(e: ModelEntry) -> float:
+    return 100 * (1 - e.test_accuracy)
+
+
 def _versus(ours: float, paper: float) -> str:
     """Points of error against the paper's, rounded as both are shown, so the class sees which depths meet it."""
     diff = round(ours, 2) - paper
@@ -107,8 +111,8 @@ def _table6(shipped: list[ModelEntry]) -> None:
             "Params (paper)": f"{TABLE6_PARAMS_M[depth]}M",
             "Paper error %": TABLE6_ERROR[depth],
             "Public reproduction error %": PUBLIC_REPRO_ERROR.get(depth),
-            "This project error %": f"{100 * (1 - e.test_accuracy):.2f}" if e else NOT_TRAINED,
-            "vs paper": _versus(100 * (1 - e.test_accuracy), TABLE6_ERROR[depth]) if e else "",
+            "This project error %": f"{_error_pct(e):.2f}" if e else NOT_TRAINED,
+            "vs paper": _versus(_error_pct(e), TABLE6_ERROR[depth]) if e else "",
             "How we trained it": _how(e) if e else "",
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
@@ -123,7 +127,7 @@ def _table6(shipped: list[ModelEntry]) -> None:
                                                                       or e.arch.depth not in TABLE6_ERROR)]
     if others:
         st.markdown("Other shipped models (not in Table 6):")
-        st.dataframe(pd.DataFrame([{"Network": e.label, "Model": e.name, "This project error %": f"{100 * (1 - e.test_accuracy):.2f}",
+        st.dataframe(pd.DataFrame([{"Network": e.label, "Model": e.name, "This project error %": f"{_error_pct(e):.2f}",
                                     "How we trained it": _how(e)} for e in others]), hide_index=True, width="stretch")
 
 
