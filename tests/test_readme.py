@@ -1,0 +1,31 @@
+"""The README's results table states the shipped figures by hand; it must say what weights/manifest.json says."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = json.loads((ROOT / "weights" / "manifest.json").read_text())
+MODELS = MANIFEST.get("models", MANIFEST)
+
+
+def _row(label: str) -> list[str]:
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(rf"{re.escape(label)}( \(.*\))?", cells[0]):
+            return cells
+    pytest.fail(f"README.md has no results row for shipped model {label}")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_readme_results_row_matches_manifest(name):
+    entry = MODELS[name]
+    cells = _row(entry["label"])
+    error = f"{100 * (1 - entry['test_accuracy']):.2f} %"
+    accuracy = f"{100 * entry['test_accuracy']:.2f} % accuracy"
+    assert f"**{error}** ({accuracy})" in cells, (name, cells)
+    assert f"{100 * (1 - entry['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
+    assert f"{entry['epochs']} epochs, seed {entry['seed']}" in " ".join(cells), (name, cells)
