@@ -79,3 +79,19 @@ def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
     assert result["confusion"] == rec["confusion"]
     preds = entry.load_predictions()
     assert preds is not None and (preds["pred"] == preds["labels"]).mean() == rec["test_accuracy"]
+
+
+def test_shipped_test_images_are_the_real_pixels(real_test_split):
+    # The Test-set page shows these instead of the data set, so they must be the genuine images, bit for bit.
+    from resnet_demo.ship import read_test_images
+    from resnet_demo.weights import shipped_models
+
+    shipped = read_test_images(SHIPPED)
+    if shipped is None:
+        pytest.skip("no weights/test_images.npz")
+    idx = np.array(sorted(shipped))
+    assert np.array_equal(np.stack([shipped[i][0] for i in idx]), real_test_split.images[idx])
+    assert [shipped[i][1] for i in idx] == real_test_split.labels[idx].tolist()
+    for entry in shipped_models(SHIPPED):
+        preds = entry.load_predictions()
+        assert set(np.flatnonzero(preds["pred"] != preds["labels"]).tolist()) <= shipped.keys(), entry.name
