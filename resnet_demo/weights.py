@@ -196,7 +196,15 @@ def _entry(name: str, record: dict, base: Path, source: str, label: str | None =
 def shipped_models(directory: Path | None = None) -> list[ModelEntry]:
     directory = directory or weights_dir()
     models = read_manifest(directory).get("models", {})
-    return [_entry(name, rec, directory, "shipped") for name, rec in models.items()]
+    entries = [_entry(name, rec, directory, "shipped") for name, rec in models.items()]
+    for label in {e.label for e in entries}:
+        twins = [e for e in entries if e.label == label]
+        if len(twins) > 1:  # two shipped ResNet-32s, say: every picker must tell them apart
+            epochs = [e.record.get("epochs") for e in twins]
+            distinct = None not in epochs and len(set(epochs)) == len(epochs)
+            for e, n in zip(twins, epochs):
+                e.label = f"{label} · {n} epochs" if distinct else f"{label} ({e.name})"
+    return entries
 
 
 def finished_runs(directory: Path | None = None) -> list[ModelEntry]:

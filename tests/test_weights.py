@@ -159,3 +159,16 @@ def test_evaluate_cli_errors_are_one_line(weights_copy, synthetic_data_dir, caps
         assert cli.main(["evaluate", "--weights", "resnet8", "--device", "cuda",
                          "--data-dir", str(synthetic_data_dir)]) == 1
         assert "error: --device cuda was asked for, but PyTorch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_shipped_twins_get_labels_that_tell_them_apart(weights_copy):
+    manifest = json.loads((weights_copy / "manifest.json").read_text())
+    first = manifest["models"]["resnet8"]
+    manifest["models"]["resnet8-long"] = dict(first, epochs=first["epochs"] * 3)
+    (weights_copy / "manifest.json").write_text(json.dumps(manifest))
+    labels = {e.name: e.label for e in shipped_models(weights_copy)}
+    assert labels == {"resnet8": f"ResNet-8 · {first['epochs']} epochs",
+                      "resnet8-long": f"ResNet-8 · {3 * first['epochs']} epochs"}
+    manifest["models"]["resnet8-long"]["epochs"] = first["epochs"]
+    (weights_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert {e.label for e in shipped_models(weights_copy)} == {"ResNet-8 (resnet8)", "ResNet-8 (resnet8-long)"}
