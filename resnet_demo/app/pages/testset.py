@@ -195,10 +195,14 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
         verdict = "correctly" if t == p else f"as **{pred_c}**"
         st.markdown(f"**{len(idx):,}** test images of a **{true_c}** were classified {verdict}"
                     + (" (most confident first)." if len(idx) else "."))
-        shown = _grid(idx[:CELL_MAX], preds, lookup)
-        if 0 < shown < min(len(idx), CELL_MAX):
-            st.caption(f"Showing the {shown} of these {len(idx):,} images that were shipped (every mistake but "
-                       "only a few correct ones); put the test set in `data/` to see them all.")
+        # Without the test set only the shipped images exist: pick the most confident of those, not the most
+        # confident overall (the gallery's correct images are rarely among the top 20 of ~900).
+        here = idx if lookup is None else np.array([i for i in idx if lookup(int(i)) is not None], dtype=idx.dtype)
+        shown = _grid(here[:CELL_MAX], preds, lookup)
+        if 0 < shown and len(here) < len(idx):
+            st.caption(f"Showing {shown} of the {len(here):,} shipped images among these {len(idx):,} (every "
+                       "mistake is shipped, but only a few correct ones); put the test set in `data/` to see "
+                       "them all.")
         elif 0 < shown < len(idx):
             st.caption(f"Showing the first {shown} of {len(idx):,}"
                        + ("." if t == p else "; the gallery below pages through all the mistakes."))
