@@ -104,8 +104,8 @@ def _decode_mosaic(data: np.ndarray, n: int) -> np.ndarray:
     from PIL import Image  # already loaded by the app, unlike torchvision.io (seconds to import on 2 cores)
 
     grid = np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB"))
-    rows = grid.shape[0] // 32
-    tiles = grid.reshape(rows, 32, MOSAIC_COLUMNS, 32, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 32, 32, 3)
+    rows, cols = grid.shape[0] // 32, grid.shape[1] // 32  # the mosaic's own shape, whatever wrote it
+    tiles = grid.reshape(rows, 32, cols, 32, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 32, 32, 3)
     return tiles[:n]
 
 
