@@ -3,7 +3,9 @@
 Each page must render without an error box; Predict classifies an uploaded image; Train starts a tiny run,
 shows its curves and stops it; on Test set a click on a confusion-matrix cell shows that cell's images.
 Screenshots (1400x2200; Streamlit scrolls inside an inner container, so a tall viewport rather than
-full_page) go to $RESNET_DEMO_SCREENSHOTS_DIR (default test-artifacts/); docs/screenshots/ for the README.
+full_page) go to $RESNET_DEMO_SCREENSHOTS_DIR (default test-artifacts/); docs/screenshots/ for the README, taken
+with RESNET_DEMO_SCREENSHOT_WEIGHTS=weights and RESNET_DEMO_SCREENSHOT_DATA=<real CIFAR-10 dir>, so that they show
+the shipped models on real photos rather than the tiny fixture on noise.
 """
 from __future__ import annotations
 
@@ -50,9 +52,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_weights_dir, synthetic_data_dir, tmp_path_factory):
+def data_dir(synthetic_data_dir) -> Path:
+    """The synthetic fixture, or for README screenshots a real data set ($RESNET_DEMO_SCREENSHOT_DATA)."""
+    return Path(os.environ.get("RESNET_DEMO_SCREENSHOT_DATA") or synthetic_data_dir)
+
+
+@pytest.fixture(scope="module")
+def app(tiny_weights_dir, data_dir, tmp_path_factory):
     """A live server on a free port, pointed at the tiny shipped model (or $RESNET_DEMO_SCREENSHOT_WEIGHTS),
-    empty runs and synthetic data."""
+    empty runs and synthetic data (or $RESNET_DEMO_SCREENSHOT_DATA)."""
     sync_playwright = _browser_or_skip()
     runs = tmp_path_factory.mktemp("browser-runs")
     log_path = tmp_path_factory.mktemp("browser-log") / "streamlit.log"
@@ -60,7 +68,7 @@ def app(tiny_weights_dir, synthetic_data_dir, tmp_path_factory):
     # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions).
     weights = os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS") or str(tiny_weights_dir)
     env = {**os.environ, "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_RUNS": str(runs),
-           "RESNET_DEMO_DATA": str(synthetic_data_dir), "RESNET_DEMO_OFFLINE": "1",
+           "RESNET_DEMO_DATA": str(data_dir), "RESNET_DEMO_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log = open(log_path, "wb")
     server = subprocess.Popen(
@@ -192,10 +200,10 @@ def fill_number(page, label: str, value: int) -> None:
 # ------------------------------------------------------------------ pages
 
 
-def test_predict_upload_shows_top5(page, app, synthetic_data_dir, tmp_path):
+def test_predict_upload_shows_top5(page, app, data_dir, tmp_path):
     from PIL import Image
 
-    with np.load(synthetic_data_dir / "test.npz") as z:
+    with np.load(data_dir / "test.npz") as z:
         img = z["images"][0]
     photo = tmp_path / "my_photo.png"
     Image.fromarray(img).resize((96, 80), Image.NEAREST).save(photo)  # not square, not 32x32: a real upload
