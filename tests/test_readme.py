@@ -41,3 +41,20 @@ def test_readme_paper_columns_match_paper_constants(name):
     cells = _row(MODELS[name])
     assert cells[1:4] == [f"{TABLE6_PARAMS_M[depth]}M", f"{TABLE6_ERROR[depth]:.2f} %",
                           f"{PUBLIC_REPRO_ERROR[depth]:.2f} %"], (name, cells)
+
+
+def test_readme_states_the_size_of_weights():
+    """The README's size of weights/ and count of shipped test images go stale whenever a model is shipped."""
+    import numpy as np
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    stated = re.search(r"`weights/` holds ([\d.]+) MB in all; its largest file is `test_images.npz` "
+                       r"\(([\d.]+) MB\), the ([\d,]+) test images", text)
+    assert stated, "README.md no longer says how big weights/ is"
+    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file()]
+    images = ROOT / "weights" / "test_images.npz"
+    with np.load(images) as z:
+        count = len(z["indices"])
+    assert max(files, key=lambda f: f.stat().st_size) == images
+    assert stated.groups() == (f"{sum(f.stat().st_size for f in files) / 1e6:.1f}",
+                               f"{images.stat().st_size / 1e6:.1f}", f"{count:,}")
