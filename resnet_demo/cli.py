@@ -263,10 +263,14 @@ def cmd_models(args) -> int:
 
 def cmd_ship(args) -> int:
     from .ship import ship_run
+    from .weights import BUDGET_BYTES, size_bytes
 
     record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
                       download=False if args.no_download else None)
     print(f"shipped {record['name']}: test accuracy {100 * record['test_accuracy']:.2f}% -> weights/{record['file']}")
+    size = size_bytes()
+    print(f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
+          + (": over it, so ship with --fp16 or remove a superseded model" if size > BUDGET_BYTES else ""))
     return 0
 
 

@@ -28,6 +28,7 @@ FORMAT = "resnet-demo-weights/1"
 ENV_WEIGHTS = "RESNET_DEMO_WEIGHTS"
 ENV_RUNS = "RESNET_DEMO_RUNS"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUDGET_BYTES = 30_000_000  # weights/ travels with every clone, so a teacher's fresh laptop gets it in one quick pull
 
 
 class WeightsError(RuntimeError):
@@ -36,6 +37,11 @@ class WeightsError(RuntimeError):
 
 def weights_dir() -> Path:
     return Path(os.environ.get(ENV_WEIGHTS) or PACKAGE_ROOT / "weights")
+
+
+def size_bytes(directory: Path | None = None) -> int:
+    """All files under weights/ (or another directory), for the budget above."""
+    return sum(f.stat().st_size for f in (directory or weights_dir()).rglob("*") if f.is_file())
 
 
 def runs_dir() -> Path:

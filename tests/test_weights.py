@@ -10,8 +10,8 @@ import torch
 
 from resnet_demo import cli
 from resnet_demo.model import Arch, build_model
-from resnet_demo.weights import (ENV_RUNS, ENV_WEIGHTS, WeightsError, finished_runs, list_models, load_model,
-                                 resolve, save_model, shipped_models)
+from resnet_demo.weights import (BUDGET_BYTES, ENV_RUNS, ENV_WEIGHTS, WeightsError, finished_runs, list_models,
+                                 load_model, resolve, save_model, shipped_models, size_bytes)
 
 
 @pytest.fixture
@@ -172,3 +172,23 @@ def test_shipped_twins_get_labels_that_tell_them_apart(weights_copy):
     manifest["models"]["resnet8-long"]["epochs"] = first["epochs"]
     (weights_copy / "manifest.json").write_text(json.dumps(manifest))
     assert {e.label for e in shipped_models(weights_copy)} == {"ResNet-8 (resnet8)", "ResNet-8 (resnet8-long)"}
+
+
+def test_ship_cli_says_how_much_of_the_budget_weights_uses(tiny_run, synthetic_data_dir, tmp_path, monkeypatch,
+                                                           capsys):
+    monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "w"))
+    assert cli.main(["ship", str(tiny_run), "--name", "tiny", "--data-dir", str(synthetic_data_dir),
+                     "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped tiny: test accuracy" in out
+    assert f"weights/ now holds {size_bytes(tmp_path / 'w') / 1e6:.1f} MB of its 30 MB budget\n" in out
+    monkeypatch.setattr("resnet_demo.weights.BUDGET_BYTES", 1000)  # a shipped model is far bigger
+    assert cli.main(["ship", str(tiny_run), "--name", "tiny", "--data-dir", str(synthetic_data_dir),
+                     "--no-download"]) == 0
+    assert "budget: over it, so ship with --fp16 or remove a superseded model" in capsys.readouterr().out
+
+
+def test_the_repository_weights_stay_within_budget():
+    from pathlib import Path
+
+    assert size_bytes(Path(__file__).resolve().parent.parent / "weights") <= BUDGET_BYTES
