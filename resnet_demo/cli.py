@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
     p.add_argument("--data-dir", help="the real test set, to evaluate the shipped file itself")
     p.add_argument("--no-download", action="store_true")
+
+    p = sub.add_parser("retire", help="drop a shipped model's weights for a better one of its architecture; "
+                                      "its training history stays for Fig. 6")
+    p.add_argument("name", help="the shipped model to retire, e.g. resnet20")
+    p.add_argument("--for", dest="successor", required=True, metavar="NAME",
+                   help="the shipped model that supersedes it, e.g. resnet20-e100")
     return parser
 
 
@@ -246,18 +252,21 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .weights import list_models
+    from .weights import list_models, retired_models
 
-    models = list_models()
+    models, retired = list_models(), retired_models()
     if args.json:
         print(json.dumps([{"name": m.name, "label": m.label, "source": m.source, **m.arch.to_dict(),
-                           "test_accuracy": m.test_accuracy, "file": str(m.weights)} for m in models]))
+                           "test_accuracy": m.test_accuracy, "file": m.weights and str(m.weights)}
+                          for m in models + retired]))
         return 0
     if not models:
         print("no models yet (weights/manifest.json is empty and runs/ holds no finished run)")
     for m in models:
         acc = f"{100 * m.test_accuracy:.2f}%" if m.test_accuracy is not None else "-"
         print(f"{m.name:<24} {m.label:<30} {m.source:<8} test acc {acc}")
+    for m in retired:
+        print(f"{m.name:<24} {m.label:<30} {m.source:<8} history only, for Fig. 6 (retired for {m.record['retired']['for']})")
     return 0
 
 
@@ -274,8 +283,20 @@ def cmd_ship(args) -> int:
     return 0
 
 
+def cmd_retire(args) -> int:
+    from .ship import retire_model
+    from .weights import BUDGET_BYTES, size_bytes
+
+    before = size_bytes()
+    record = retire_model(args.name, args.successor)
+    print(f"retired {args.name} for {args.successor}: weights/{record['retired']['file']} removed, "
+          f"history {record.get('history')} kept; weights/ now holds {size_bytes() / 1e6:.1f} MB of its "
+          f"{BUDGET_BYTES / 1e6:.0f} MB budget ({(before - size_bytes()) / 1e6:.1f} MB freed)")
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship}
+            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire}
 
 
 def main(argv: list[str] | None = None) -> int:

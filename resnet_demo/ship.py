@@ -1,4 +1,5 @@
-"""Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry.
+"""Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry;
+and retire a shipped model once a better one of its architecture is shipped.
 
 Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
 The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
@@ -21,8 +22,9 @@ from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
 from .events import read_events
 from .paper import CLASSES
-from .storage import atomic_write_bytes
-from .weights import (WeightsError, load_model, save_model, save_predictions, shipped_models,
+from .model import Arch
+from .storage import atomic_write_bytes, atomic_write_json
+from .weights import (WeightsError, load_model, read_manifest, save_model, save_predictions, shipped_models,
                       weights_dir, write_manifest_entry)
 
 GALLERY_PER_CLASS = 12
@@ -71,19 +73,68 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     return record
 
 
-def write_test_images(directory: Path, test: Split) -> None:
-    """The test images the app shows without the data set: every shipped model's mistakes + a gallery."""
+# What a retired model's record keeps (beside these, its figures move under "retired"): what it was and how it
+# was trained, for Fig. 6's legend and the README; its measured figures no longer have a file to come from.
+RETIRED_FIGURES = ("file", "sha256", "stored_dtype", "test_accuracy", "test_accuracy_flip_tta")
+DROPPED_ON_RETIRE = ("predictions", "test_loss", "test_images", "per_class", "confusion", "evaluated_with")
+
+
+def retire_model(name: str, successor: str, directory: Path | None = None) -> dict:
+    """Drop a shipped model's weights and predictions for a better shipped model of the same architecture.
+
+    The manifest is rewritten first, so a crash can leave a stray file behind but never a record without one.
+    """
+    directory = directory or weights_dir()
+    manifest = read_manifest(directory)
+    models = manifest.get("models", {})
+    for n in (name, successor):
+        if n not in models:
+            raise WeightsError(f"no shipped model named {n!r}; shipped: {', '.join(models) or 'none'}")
+    old, new = models[name], models[successor]
+    if name == successor or Arch.from_dict(old) != Arch.from_dict(new):
+        raise WeightsError(f"{name!r} ({Arch.from_dict(old).label}) can only be retired for another shipped model "
+                           f"of its architecture, not {successor!r} ({Arch.from_dict(new).label})")
+    if new["test_accuracy"] < old["test_accuracy"]:
+        raise WeightsError(f"{successor!r} ({100 * new['test_accuracy']:.2f}%) is less accurate than {name!r} "
+                           f"({100 * old['test_accuracy']:.2f}%); retire a model only for a better one")
+    record = {k: v for k, v in old.items() if k not in RETIRED_FIGURES + DROPPED_ON_RETIRE}
+    record["retired"] = {"for": successor, **{k: old.get(k) for k in RETIRED_FIGURES}}
+    del models[name]
+    manifest.setdefault("retired", {})[name] = record
+    atomic_write_json(directory / "manifest.json", manifest)
+    for key in ("file", "predictions"):
+        if old.get(key):
+            (directory / old[key]).unlink(missing_ok=True)
+    write_test_images(directory)
+    return record
+
+
+def write_test_images(directory: Path, test: Split | None = None) -> None:
+    """The test images the app shows without the data set: every shipped model's mistakes + a gallery.
+
+    Without the test split the images come from the shipped file itself, which is enough after a retirement.
+    """
+    if test is not None:
+        indices, labels, images = np.arange(len(test.labels)), test.labels, test.images
+    else:
+        shipped = read_test_images(directory) or {}
+        indices = np.array(sorted(shipped), dtype=np.int64)
+        labels = np.array([shipped[i][1] for i in indices], dtype=np.int64)
+        images = np.stack([shipped[i][0] for i in indices]) if len(indices) else np.zeros((0, 32, 32, 3), np.uint8)
     needed: set[int] = set()
     for entry in shipped_models(directory):
         preds = entry.load_predictions()
         if preds is not None:
             needed.update(np.flatnonzero(preds["pred"] != preds["labels"]).tolist())
     for c in range(len(CLASSES)):
-        needed.update(np.flatnonzero(test.labels == c)[:GALLERY_PER_CLASS].tolist())
-    idx = np.array(sorted(needed), dtype=np.int32)
+        needed.update(indices[labels == c][:GALLERY_PER_CLASS].tolist())
+    idx = np.array(sorted(needed), dtype=np.int64)
+    if not np.isin(idx, indices).all():
+        raise WeightsError("the shipped test images lack some that the shipped models need; pass the test set")
+    rows = np.searchsorted(indices, idx)
     buf = io.BytesIO()
-    np.savez(buf, indices=idx, labels=test.labels[idx].astype(np.uint8),
-             webp=np.frombuffer(_encode_mosaic(test.images[idx]), dtype=np.uint8))
+    np.savez(buf, indices=idx.astype(np.int32), labels=labels[rows].astype(np.uint8),
+             webp=np.frombuffer(_encode_mosaic(images[rows]), dtype=np.uint8))
     atomic_write_bytes(directory / "test_images.npz", buf.getvalue())
 
 

@@ -7,6 +7,9 @@ a bad file raises WeightsError and nothing is half-loaded.
 Two sources of models:
 - shipped: `weights/manifest.json` (+ <name>.safetensors, .history.jsonl, .preds.npz);
 - finished runs: `runs/<id>/` with model.safetensors and metrics.json (the same record as a manifest entry).
+A shipped model superseded by a better one of its architecture can be retired: its weights leave weights/ (the
+git history keeps them) and its training history stays under "retired", because Fig. 6 compares curves of
+one recipe, not the best models.
 """
 from __future__ import annotations
 
@@ -146,8 +149,8 @@ class ModelEntry:
     name: str
     label: str
     arch: Arch
-    weights: Path
-    source: str  # "shipped" | "run"
+    weights: Path | None  # None once retired
+    source: str  # "shipped" | "run" | "file" | "retired"
     record: dict = field(default_factory=dict)
     history: Path | None = None
     predictions: Path | None = None
@@ -161,6 +164,11 @@ class ModelEntry:
         return self.record.get("test_accuracy")
 
     def load(self, device: str | torch.device = "cpu") -> CifarResNet:
+        if self.weights is None:
+            retired = self.record.get("retired", {})
+            raise WeightsError(f"{self.name!r} was retired for {retired.get('for', 'a better model')!r}; only its "
+                               f"training history is shipped (its weights are in the git history: "
+                               f"git log -- weights/{retired.get('file', self.name + '.safetensors')})")
         model, meta = load_model(self.weights, self.sha256, device)
         if meta["arch"] != self.arch:  # e.g. another depth's file renamed, with no sha256 recorded to catch it
             raise WeightsError(f"{self.weights} holds {meta['arch'].label}, but {self.name!r} is listed as "
@@ -213,6 +221,23 @@ def shipped_models(directory: Path | None = None) -> list[ModelEntry]:
     return entries
 
 
+def retired_models(directory: Path | None = None) -> list[ModelEntry]:
+    """Retired shipped models: a record and a training history each, no weights."""
+    directory = directory or weights_dir()
+    out = []
+    for name, rec in read_manifest(directory).get("retired", {}).items():
+        arch = Arch.from_dict(rec)
+        out.append(ModelEntry(name=name, label=arch.label, arch=arch, weights=None, source="retired", record=rec,
+                              history=directory / rec["history"] if rec.get("history") else None))
+    return out
+
+
+def with_history(directory: Path | None = None) -> list[ModelEntry]:
+    """Every shipped training history, retired models' included: what Fig. 6 and run comparisons draw."""
+    entries = shipped_models(directory) + retired_models(directory)
+    return [e for e in entries if e.history is not None and e.history.is_file()]
+
+
 def finished_runs(directory: Path | None = None) -> list[ModelEntry]:
     """Runs with a metrics.json (written last, after model.safetensors), newest first."""
     directory = directory or runs_dir()
@@ -237,6 +262,9 @@ def resolve(name_or_path: str) -> ModelEntry:
     for entry in list_models():
         if entry.name == name_or_path:
             return entry
+    for entry in retired_models():
+        if entry.name == name_or_path:
+            entry.load()  # raises, saying what it was retired for and where its weights went
     p = Path(name_or_path)
     if p.is_file():
         header = read_header(p.read_bytes()[:1 << 20] if p.stat().st_size > 1 << 20 else p.read_bytes(), str(p))
@@ -259,11 +287,13 @@ def write_manifest_entry(name: str, record: dict, directory: Path | None = None)
     directory = directory or weights_dir()
     manifest = read_manifest(directory)
     manifest.setdefault("models", {})[name] = record
+    manifest.get("retired", {}).pop(name, None)  # shipping a retired name again replaces its history
     manifest["models"] = dict(sorted(manifest["models"].items(), key=lambda kv: (kv[1].get("plain", False), kv[1].get("depth", 0))))
     atomic_write_json(directory / "manifest.json", manifest)
 
 
 __all__ = [
     "WeightsError", "ModelEntry", "save_model", "load_model", "list_models", "resolve", "shipped_models",
-    "finished_runs", "read_manifest", "write_manifest_entry", "save_predictions", "sha256_file", "atomic_write_json",
+    "retired_models", "with_history", "finished_runs", "read_manifest", "write_manifest_entry", "save_predictions",
+    "sha256_file", "atomic_write_json",
 ]

@@ -192,3 +192,72 @@ def test_the_repository_weights_stay_within_budget():
     from pathlib import Path
 
     assert size_bytes(Path(__file__).resolve().parent.parent / "weights") <= BUDGET_BYTES
+
+
+@pytest.fixture
+def twin_weights(weights_copy, tiny_run, synthetic_data_dir):
+    """weights_copy with the tiny run shipped a second time, as 'resnet8-long': a successor for resnet8."""
+    from resnet_demo.ship import ship_run
+
+    ship_run(tiny_run, "resnet8-long", data_dir=str(synthetic_data_dir), download=False, directory=weights_copy)
+    return weights_copy
+
+
+def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, synthetic_data_dir, capsys):
+    from resnet_demo.data import load_cifar10
+    from resnet_demo.ship import read_test_images, write_test_images
+    from resnet_demo.weights import retired_models, with_history
+
+    old = json.loads((twin_weights / "manifest.json").read_text())["models"]["resnet8"]
+    before = size_bytes(twin_weights)
+    assert cli.main(["retire", "resnet8", "--for", "resnet8-long"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("retired resnet8 for resnet8-long: weights/resnet8.safetensors removed, history "
+                          "resnet8.history.jsonl kept;")
+    assert f"({(before - size_bytes(twin_weights)) / 1e6:.1f} MB freed)" in out
+    assert not (twin_weights / "resnet8.safetensors").exists() and not (twin_weights / "resnet8.preds.npz").exists()
+    (successor,) = shipped_models(twin_weights)
+    assert successor.name == "resnet8-long" and successor.label == "ResNet-8"  # no twin left to tell apart
+    (retired,) = retired_models(twin_weights)
+    assert retired.weights is None and retired.history.is_file() and retired.test_accuracy is None
+    assert retired.record["retired"] == {"for": "resnet8-long", "file": "resnet8.safetensors",
+                                         "sha256": old["sha256"], "stored_dtype": old["stored_dtype"],
+                                         "test_accuracy": old["test_accuracy"],
+                                         "test_accuracy_flip_tta": old["test_accuracy_flip_tta"]}
+    assert retired.record["command"] == old["command"] and "per_class" not in retired.record
+    assert {e.name for e in with_history(twin_weights)} == {"resnet8", "resnet8-long"}
+    assert retired.load_history() == shipped_models(twin_weights)[0].load_history()  # the same tiny run
+    with pytest.raises(WeightsError, match="'resnet8' was retired for 'resnet8-long'; only its training history"):
+        resolve("resnet8")
+    # the test images shrink to what the remaining model needs, exactly as if written from the test set
+    kept = read_test_images(twin_weights)
+    write_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
+    assert read_test_images(twin_weights).keys() == kept.keys()
+    assert cli.main(["models"]) == 0
+    assert "history only, for Fig. 6 (retired for resnet8-long)" in capsys.readouterr().out
+
+
+def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthetic_data_dir):
+    from resnet_demo.ship import retire_model, ship_run
+    from resnet_demo.weights import retired_models
+
+    manifest_before = (twin_weights / "manifest.json").read_bytes()
+    with pytest.raises(WeightsError, match="no shipped model named 'resnet9'"):
+        retire_model("resnet8", "resnet9", twin_weights)
+    with pytest.raises(WeightsError, match="only be retired for another shipped model of its architecture"):
+        retire_model("resnet8", "resnet8", twin_weights)
+    manifest = json.loads(manifest_before)
+    manifest["models"]["resnet8-long"]["depth"] = 14
+    (twin_weights / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match=r"'resnet8' \(ResNet-8\) .* not 'resnet8-long' \(ResNet-14\)"):
+        retire_model("resnet8", "resnet8-long", twin_weights)
+    manifest["models"]["resnet8-long"].update(depth=8, test_accuracy=manifest["models"]["resnet8"]["test_accuracy"] - 0.01)
+    (twin_weights / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match="is less accurate than 'resnet8'"):
+        retire_model("resnet8", "resnet8-long", twin_weights)
+    assert (twin_weights / "resnet8.safetensors").is_file()
+    # shipping a retired name again brings it back as a model, and its old history goes
+    (twin_weights / "manifest.json").write_bytes(manifest_before)
+    retire_model("resnet8", "resnet8-long", twin_weights)
+    ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=twin_weights)
+    assert retired_models(twin_weights) == [] and {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}

@@ -15,7 +15,7 @@ from ... import jobs
 from ...events import epochs as epoch_rows
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
-from ...weights import ModelEntry, WeightsError, finished_runs, shipped_models
+from ...weights import ModelEntry, WeightsError, finished_runs, with_history
 from .. import charts
 
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
@@ -248,7 +248,7 @@ def _duration(seconds: float | None) -> str:
 
 def _comparable() -> list[ModelEntry]:
     entries: list[ModelEntry] = []
-    for source in (shipped_models, finished_runs):
+    for source in (with_history, finished_runs):
         try:
             entries += [e for e in source() if e.history is not None and e.history.is_file()]
         except WeightsError as e:
