@@ -20,6 +20,7 @@ from ..testset_charts import cell_from_selection, confusion_figure, per_class_ba
 PAGE_SIZE = 48
 CELL_MAX = 20
 SCALE = 3  # 32 px -> 96 px, nearest neighbour so the pixels stay honest
+GALLERY_SCALE = 4  # 128 px: room for a two-line caption (index and true class; prediction) of even height
 SORTS = ("Most confident first", "Least confident first", "Test-set order")
 ALL = "All classes"
 Lookup = Callable[[int], "np.ndarray | None"]
@@ -198,7 +199,7 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
         # Without the test set only the shipped images exist: pick the most confident of those, not the most
         # confident overall (the gallery's correct images are rarely among the top 20 of ~900).
         here = idx if lookup is None else np.array([i for i in idx if lookup(int(i)) is not None], dtype=idx.dtype)
-        shown = _grid(here[:CELL_MAX], preds, lookup)
+        shown = _grid(here[:CELL_MAX], preds, lookup, SCALE, _cell_caption)
         if 0 < shown and len(here) < len(idx):
             st.caption(f"Showing {shown} of the {len(here):,} shipped images among these {len(idx):,} (every "
                        "mistake is shipped, but only a few correct ones); put the test set in `data/` to see "
@@ -236,12 +237,21 @@ def _mistakes_section(preds: dict, lookup: Lookup | None, source: str) -> None:
     page = d.number_input(f"Page (of {pages})", 1, pages, key="ts_page") if pages > 1 else 1
     start = (page - 1) * PAGE_SIZE
     st.caption(f"{len(wrong):,} mistakes; showing {start + 1}-{min(start + PAGE_SIZE, len(wrong))}. "
-               f"Images from {source}. Caption: test index, true → predicted (confidence).")
-    _grid(wrong[start:start + PAGE_SIZE], preds, lookup)
+               f"Images from {source}. Caption: test index and true class, then → predicted (confidence).")
+    _grid(wrong[start:start + PAGE_SIZE], preds, lookup, GALLERY_SCALE, _gallery_caption)
 
 
-def _grid(indices: np.ndarray, preds: dict, lookup: Lookup | None) -> int:
-    """Thumbnails with true/predicted labels and confidence; returns how many could be shown."""
+def _cell_caption(i: int, t: int, p: int, conf: float) -> str:
+    return f"#{i} · {conf:.0f}%"  # the cell's heading names both classes
+
+
+def _gallery_caption(i: int, t: int, p: int, conf: float) -> str:
+    return f"#{i} {CLASSES[t]}  \n{'✓' if t == p else f'→ {CLASSES[p]}'} ({conf:.0f}%)"  # Markdown line break
+
+
+def _grid(indices: np.ndarray, preds: dict, lookup: Lookup | None, scale: int,
+          caption: Callable[[int, int, int, float], str]) -> int:
+    """Thumbnails with one-size captions, so the grid's rows line up; returns how many could be shown."""
     if lookup is None:
         if len(indices):
             st.info("The images themselves are not available here (no test set on disk and no shipped "
@@ -253,11 +263,10 @@ def _grid(indices: np.ndarray, preds: dict, lookup: Lookup | None) -> int:
         if img is None:
             continue
         t, p = int(preds["labels"][i]), int(preds["pred"][i])
-        imgs.append(np.repeat(np.repeat(img, SCALE, 0), SCALE, 1))
-        arrow = "✓" if t == p else f"→ {CLASSES[p]}"
-        caps.append(f"#{int(i)} {CLASSES[t]} {arrow} ({100 * float(preds['probs'][i, p]):.0f}%)")
+        imgs.append(np.repeat(np.repeat(img, scale, 0), scale, 1))
+        caps.append(caption(int(i), t, p, 100 * float(preds["probs"][i, p])))
     if imgs:
-        st.image(imgs, caption=caps, width=32 * SCALE, output_format="PNG")
+        st.image(imgs, caption=caps, width=32 * scale, output_format="PNG")
     elif len(indices):
         st.info("None of these images is in the shipped subset; put the test set in `data/` to see them.")
     return len(imgs)
