@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from resnet_demo.paper import PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
-from resnet_demo.weights import read_manifest, size_bytes
+from resnet_demo.weights import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = read_manifest(ROOT / "weights")["models"]  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says
+MANIFEST = read_manifest(ROOT / "weights")  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says
+MODELS, RETIRED = MANIFEST["models"], MANIFEST.get("retired", {})
 
 
 def _row(entry: dict) -> list[str]:
@@ -34,6 +35,17 @@ def test_readme_results_row_matches_manifest(name):
     assert f"{100 * (1 - entry['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
 
 
+@pytest.mark.parametrize("name", sorted(RETIRED) or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no retired model in weights/manifest.json"))])
+def test_readme_keeps_the_figures_of_retired_models(name):
+    # Their files left weights/, so these figures are checked against the manifest, where retire kept them.
+    entry = RETIRED[name]
+    figures = entry["retired"]
+    cells = _row(entry)
+    assert f"{100 * (1 - figures['test_accuracy']):.2f} % ({100 * figures['test_accuracy']:.2f} % accuracy)" in cells
+    assert f"{100 * (1 - figures['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
+
+
 @pytest.mark.parametrize("name", sorted(n for n, e in MODELS.items() if not e["plain"]))
 def test_readme_paper_columns_match_paper_constants(name):
     # Table 6 and the public reproduction live in resnet_demo.paper; the README restates them beside ours.
@@ -48,13 +60,14 @@ def test_readme_states_the_size_of_weights():
     import numpy as np
 
     text = " ".join((ROOT / "README.md").read_text().split())
-    stated = re.search(r"`weights/` holds ([\d.]+) MB in all; its largest file is `test_images.npz` "
+    stated = re.search(r"`weights/` holds ([\d.]+) MB of shipped files; the largest is `test_images.npz` "
                        r"\(([\d.]+) MB\), the ([\d,]+) test images", text)
     assert stated, "README.md no longer says how big weights/ is"
-    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file()]
+    # A long CPU run's resumable checkpoint may travel in weights/in-progress/ for a while: not shipped.
+    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file() and "in-progress" not in f.parts]
     images = ROOT / "weights" / "test_images.npz"
     with np.load(images) as z:
         count = len(z["indices"])
     assert max(files, key=lambda f: f.stat().st_size) == images
-    assert stated.groups() == (f"{size_bytes(ROOT / 'weights') / 1e6:.1f}",
+    assert stated.groups() == (f"{sum(f.stat().st_size for f in files) / 1e6:.1f}",
                                f"{images.stat().st_size / 1e6:.1f}", f"{count:,}")
