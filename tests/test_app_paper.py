@@ -91,3 +91,7 @@ def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
     groups = [{t["legendgroup"] for t in f["data"]} for f in figs]
     assert len(figs) == 2, groups
     assert len(groups[0]) == len(plain) and len(groups[1]) == len(resid), groups
+    epochs = {e["epochs"] for n, e in {**models, **manifest.get("retired", {})}.items() if n in plain + resid}
+    assert len(epochs) == 1, "Fig. 6 draws one recipe"
+    recipe = f"Every curve has one recipe (fast preset, {next(iter(epochs))} epochs)"
+    assert any(recipe in c.value for c in at.caption)

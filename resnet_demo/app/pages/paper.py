@@ -164,7 +164,11 @@ def _fig6(curves: list[ModelEntry]) -> None:
             b.plotly_chart(charts.error_figure(resid, "ResNets", height=380), key="paper_fig6_resnet")
         else:
             st.plotly_chart(charts.error_figure(histories, height=400), key="paper_fig6")
-        st.caption("Dashed: training error (running value on augmented batches); solid: test error.")
+        recipes = sorted({_how(with_history[n]) for n in names} - {""})
+        same = (f" Every curve has one recipe ({recipes[0]}), as in the paper's figure; Table 6 may show a "
+                "longer-trained model of a depth." if len(recipes) == 1 else
+                f" The curves' recipes differ ({'; '.join(recipes)})." if recipes else "")
+        st.caption("Dashed: training error (running value on augmented batches); solid: test error." + same)
     if missing:
         st.caption("Not shipped yet: " + ", ".join(missing) + ". Fig. 6 needs all four "
                    "(plain-20/56 and ResNet-20/56) for the full comparison.")
