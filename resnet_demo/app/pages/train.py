@@ -291,4 +291,6 @@ def _entry_label(e: ModelEntry) -> str:
             epochs and f"{epochs} epoch{'s' if epochs != 1 else ''}"]
     if e.test_accuracy is not None:
         bits.append(f"{100 * e.test_accuracy:.1f}%")
+    elif e.source == "retired":
+        bits.append("history only")
     return " · ".join(str(b) for b in bits if b)
