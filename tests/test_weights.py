@@ -258,6 +258,8 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
     assert (twin_weights / "resnet8.safetensors").is_file()
     # shipping a retired name again brings it back as a model, and its old history goes
     (twin_weights / "manifest.json").write_bytes(manifest_before)
+    (twin_weights / "test_images.npz").unlink()  # nothing to shrink: retiring still works
     retire_model("resnet8", "resnet8-long", twin_weights)
+    assert not (twin_weights / "test_images.npz").exists()
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=twin_weights)
     assert retired_models(twin_weights) == [] and {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}
