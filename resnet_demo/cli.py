@@ -289,9 +289,10 @@ def cmd_retire(args) -> int:
 
     before = size_bytes()
     record = retire_model(args.name, args.successor)
+    after = size_bytes()
     print(f"retired {args.name} for {args.successor}: weights/{record['retired']['file']} removed, "
-          f"history {record.get('history')} kept; weights/ now holds {size_bytes() / 1e6:.1f} MB of its "
-          f"{BUDGET_BYTES / 1e6:.0f} MB budget ({(before - size_bytes()) / 1e6:.1f} MB freed)")
+          f"history {record.get('history')} kept; weights/ now holds {after / 1e6:.1f} MB of its "
+          f"{BUDGET_BYTES / 1e6:.0f} MB budget ({(before - after) / 1e6:.1f} MB freed)")
     return 0
 
 

@@ -203,7 +203,8 @@ def _entry(name: str, record: dict, base: Path, source: str, label: str | None =
     def opt(key: str) -> Path | None:
         return base / record[key] if record.get(key) else None
 
-    return ModelEntry(name=name, label=label or arch.label, arch=arch, weights=base / record["file"],
+    weights = None if source == "retired" else base / record["file"]
+    return ModelEntry(name=name, label=label or arch.label, arch=arch, weights=weights,
                       source=source, record=record, history=opt("history"), predictions=opt("predictions"))
 
 
@@ -224,12 +225,8 @@ def shipped_models(directory: Path | None = None) -> list[ModelEntry]:
 def retired_models(directory: Path | None = None) -> list[ModelEntry]:
     """Retired shipped models: a record and a training history each, no weights."""
     directory = directory or weights_dir()
-    out = []
-    for name, rec in read_manifest(directory).get("retired", {}).items():
-        arch = Arch.from_dict(rec)
-        out.append(ModelEntry(name=name, label=arch.label, arch=arch, weights=None, source="retired", record=rec,
-                              history=directory / rec["history"] if rec.get("history") else None))
-    return out
+    retired = read_manifest(directory).get("retired", {})
+    return [_entry(name, rec, directory, "retired") for name, rec in retired.items()]
 
 
 def with_history(directory: Path | None = None) -> list[ModelEntry]:

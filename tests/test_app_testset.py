@@ -2,9 +2,8 @@
 picking a confusion cell shows that cell's images."""
 from __future__ import annotations
 
-import shutil
-
 import re
+import shutil
 
 import numpy as np
 import pytest
