@@ -20,7 +20,7 @@ class Recipe:
     label_smoothing: float = 0.0
     schedule: str = "paper"  # "paper": step decay at 50% and 75% of training; "onecycle": linear warm-up, cosine down
     warmup: float = 0.0      # one-cycle: fraction of the steps spent warming up
-    description: str = ""
+    description: str = ""   # holds for any --epochs: the length lives in `epochs`, which runs may override
 
     def lr_at(self, step: int, total_steps: int) -> float:
         if self.schedule == "paper":
@@ -42,19 +42,20 @@ PAPER_ITERATIONS = 64_000  # at batch 128: 164 epochs of 50,000 images
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         "paper", epochs=164, batch_size=128, lr=0.1, weight_decay=1e-4,
-        description="He et al. Sec. 4.2: SGD momentum 0.9, wd 1e-4, lr 0.1, batch 128, lr/10 at 32k and 48k "
-                    "of 64k iterations (depth 110: lr 0.01 until train error < 80%).",
+        description="He et al. Sec. 4.2: SGD momentum 0.9, wd 1e-4, lr 0.1, batch 128, lr/10 at half and three "
+                    "quarters of training (32k and 48k of 64k iterations at the default length; depth 110: "
+                    "lr 0.01 until train error < 80%).",
     ),
     "fast": Recipe(
         "fast", epochs=40, batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.15,
-        description="A modern short schedule: 40 epochs, Nesterov SGD, wd 5e-4, label smoothing 0.1, "
+        description="A modern short schedule: Nesterov SGD, wd 5e-4, label smoothing 0.1, "
                     "linear warm-up then cosine decay; batch 512 on CUDA.",
     ),
     "classroom": Recipe(
         "classroom", epochs=3, batch_size=128, lr=0.15, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.2,
-        description="Real learning within minutes on a laptop CPU: 3 epochs of one-cycle SGD.",
+        description="Real learning within minutes on a laptop CPU: a few epochs of one-cycle SGD.",
     ),
 }
 

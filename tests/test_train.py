@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,10 @@ def test_recipe_overrides():
         get_recipe("imagenet")
     with pytest.raises(ValueError, match="at least 1"):
         get_recipe("paper", epochs=0)
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_recipe_descriptions_stay_true_when_epochs_are_overridden(name):
+    # A run's config.json and the manifest copy the description; `--epochs 100` must not leave it saying 40.
+    r = RECIPES[name]
+    assert r.description and not re.search(r"\b\d+ epochs\b", r.description), r.description
