@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire | park`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the shipped model to retire, e.g. resnet20")
     p.add_argument("--for", dest="successor", required=True, metavar="NAME",
                    help="the shipped model that supersedes it, e.g. resnet20-e100")
+
+    p = sub.add_parser("park", help="copy an unfinished run's last checkpoint into weights/in-progress/, to commit "
+                                    "it so the run can resume on another machine (safe while it trains)")
+    p.add_argument("run", help="a run folder with a checkpoint, e.g. runs/resnet56-e100")
     return parser
 
 
@@ -296,8 +300,25 @@ def cmd_retire(args) -> int:
     return 0
 
 
+def cmd_park(args) -> int:
+    from .ship import park_run
+    from .weights import BUDGET_BYTES, size_bytes
+
+    run = Path(args.run)
+    state = park_run(run)
+    size = size_bytes()
+    where = (f"after epoch {state['epoch']}" if not state["batch"]
+             else f"in epoch {state['epoch'] + 1}, after batch {state['batch']}")
+    print(f"parked {run} {where} (step {state['step']}) in {state['path']}; weights/ now "
+          f"holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
+          + (": over it, so do not commit it there" if size > BUDGET_BYTES else ""))
+    print(f"to continue elsewhere: copy {state['path']} to {run} and run the same train command with --resume; "
+          f"shipping the finished run removes the parked copy")
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire}
+            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire, "park": cmd_park}
 
 
 def main(argv: list[str] | None = None) -> int:

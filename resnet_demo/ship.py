@@ -1,5 +1,6 @@
 """Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry;
-and retire a shipped model once a better one of its architecture is shipped.
+retire a shipped model once a better one of its architecture is shipped; and park an unfinished run's checkpoint
+in weights/in-progress/ so that a long CPU run survives the machine it started on (shipping it removes it).
 
 Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
 The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
@@ -12,12 +13,14 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .checkpoint import FILENAME as CHECKPOINT, read_state
 from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
 from .events import read_events
@@ -30,6 +33,7 @@ from .weights import (WeightsError, load_model, read_manifest, save_model, save_
 GALLERY_PER_CLASS = 12
 MOSAIC_COLUMNS = 50
 MAX_STEP_EVENTS = 400  # the shipped history keeps every epoch but thins the step records
+IN_PROGRESS = "in-progress"
 
 
 def thin_history(events: list[dict]) -> list[dict]:
@@ -70,7 +74,34 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     )
     write_manifest_entry(name, record, directory)
     write_test_images(directory, data.test)
+    shutil.rmtree(directory / IN_PROGRESS / run.name, ignore_errors=True)  # its parked checkpoint is done with
+    if (directory / IN_PROGRESS).is_dir() and not any((directory / IN_PROGRESS).iterdir()):
+        (directory / IN_PROGRESS).rmdir()
     return record
+
+
+def park_run(run: Path, directory: Path | None = None) -> dict:
+    """Copy an unfinished run's last checkpoint, config and thinned history to weights/in-progress/<run name>.
+
+    Safe while the run trains: the checkpoint is replaced atomically, so the copy is one whole checkpoint, and
+    the history is cut at that checkpoint's step, so a resume from the copy repeats no record.
+    """
+    directory = directory or weights_dir()
+    if (run / "metrics.json").exists():
+        raise WeightsError(f"{run} has finished; ship it instead of parking it")
+    if not (run / CHECKPOINT).exists():
+        raise WeightsError(f"{run} has no checkpoint yet (one is written after every epoch)")
+    dest = directory / IN_PROGRESS / run.name
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / (CHECKPOINT + ".tmp")
+    shutil.copyfile(run / CHECKPOINT, tmp)
+    state = read_state(tmp)
+    tmp.replace(dest / CHECKPOINT)
+    atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())
+    events = [e for e in read_events(run / "events.jsonl")
+              if e.get("type") == "start" or e.get("step", 0) <= state["step"]]
+    atomic_write_bytes(dest / "events.jsonl", "".join(json.dumps(e) + "\n" for e in thin_history(events)).encode())
+    return {"path": dest, **state}
 
 
 # What a retired model's record keeps (beside these, its figures move under "retired"): what it was and how it

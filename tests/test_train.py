@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,42 @@ def test_resume_continues_bit_for_bit(tiny_run, synthetic_data_dir, tmp_path, ho
     starts = [e for e in read_events(out / "events.jsonl") if e["type"] == "start"]
     assert [s["resumed_from_step"] for s in starts] == [None, stopped["step"]]
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] == resumed["test_accuracy"]
+
+
+def test_a_parked_checkpoint_resumes_elsewhere_and_shipping_removes_it(tiny_run, synthetic_data_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    # A long CPU run: park its checkpoint in weights/in-progress/ (committed), resume it on "another machine".
+    from resnet_demo import cli
+    from resnet_demo.weights import ENV_WEIGHTS
+
+    monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "weights"))
+    first = tmp_path / "machine-a" / "r"
+    train(cfg(synthetic_data_dir, first), should_stop=stop_after(15))  # mid-epoch 2, step 13
+    with open(first / "events.jsonl", "a") as f:  # the run went on past its last checkpoint before parking
+        f.write(json.dumps({"type": "step", "step": 99, "epoch": 9.9, "loss": 1.0}) + "\n")
+    assert cli.main(["park", str(first)]) == 0
+    parked = tmp_path / "weights" / "in-progress" / "r"
+    assert f"parked {first} in epoch 2, after batch 3 (step 13) in {parked}" in capsys.readouterr().out
+    assert (parked / ckpt.FILENAME).read_bytes() == (first / ckpt.FILENAME).read_bytes()
+    assert max(e.get("step", 0) for e in read_events(parked / "events.jsonl")) == 13
+
+    second = tmp_path / "machine-b" / "r"
+    shutil.copytree(parked, second)
+    resumed = train(cfg(synthetic_data_dir, second, resume=True))
+    assert resumed["steps"] == 20
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after resuming from the parked copy"
+    keys = ("epoch", "train_loss", "test_acc")
+    assert ([{k: r[k] for k in keys} for r in epoch_rows(read_events(second / "events.jsonl"))]
+            == [{k: r[k] for k in keys} for r in epoch_rows(read_events(tiny_run / "events.jsonl"))])
+
+    assert cli.main(["park", str(second)]) == 1
+    assert "has finished; ship it instead" in capsys.readouterr().err
+    assert cli.main(["ship", str(second), "--name", "resnet8-long", "--data-dir", str(synthetic_data_dir),
+                     "--no-download"]) == 0
+    assert not (tmp_path / "weights" / "in-progress").exists()
+    assert cli.main(["park", str(tmp_path / "nowhere")]) == 1
+    assert "has no checkpoint yet" in capsys.readouterr().err
 
 
 def test_refuses_to_start_over_an_existing_checkpoint(synthetic_data_dir, tmp_path):
