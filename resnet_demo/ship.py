@@ -91,10 +91,11 @@ def park_run(run: Path, directory: Path | None = None) -> dict:
         raise WeightsError(f"{run} has finished; ship it instead of parking it")
     if not (run / CHECKPOINT).exists():
         raise WeightsError(f"{run} has no checkpoint yet (one is written after every epoch)")
+    read_state(run / CHECKPOINT)  # a damaged checkpoint is refused before anything is written
     dest = directory / IN_PROGRESS / run.name
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / (CHECKPOINT + ".tmp")
-    shutil.copyfile(run / CHECKPOINT, tmp)
+    shutil.copyfile(run / CHECKPOINT, tmp)  # the run may have replaced it since: read the state of the copy
     state = read_state(tmp)
     tmp.replace(dest / CHECKPOINT)
     atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())

@@ -180,6 +180,13 @@ def test_a_parked_checkpoint_resumes_elsewhere_and_shipping_removes_it(tiny_run,
     assert not (tmp_path / "weights" / "in-progress").exists()
     assert cli.main(["park", str(tmp_path / "nowhere")]) == 1
     assert "has no checkpoint yet" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / ckpt.FILENAME).write_bytes(b"not a checkpoint")
+    (broken / "config.json").write_text("{}")
+    assert cli.main(["park", str(broken)]) == 1
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "weights" / "in-progress" / "broken").exists()
 
 
 def test_refuses_to_start_over_an_existing_checkpoint(synthetic_data_dir, tmp_path):
