@@ -274,44 +274,47 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _weights_size(size: int, if_over: str = "") -> str:
+    """The budget sentence that ship, retire and park end with (with `if_over` appended when over it)."""
+    from .weights import BUDGET_BYTES
+
+    return (f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
+            + (if_over if size > BUDGET_BYTES else ""))
+
+
 def cmd_ship(args) -> int:
     from .ship import ship_run
-    from .weights import BUDGET_BYTES, size_bytes
+    from .weights import size_bytes
 
     record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
                       download=False if args.no_download else None)
     print(f"shipped {record['name']}: test accuracy {100 * record['test_accuracy']:.2f}% -> weights/{record['file']}")
-    size = size_bytes()
-    print(f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
-          + (": over it, so ship with --fp16 or remove a superseded model" if size > BUDGET_BYTES else ""))
+    print(_weights_size(size_bytes(), ": over it, so ship with --fp16 or remove a superseded model"))
     return 0
 
 
 def cmd_retire(args) -> int:
     from .ship import retire_model
-    from .weights import BUDGET_BYTES, size_bytes
+    from .weights import size_bytes
 
     before = size_bytes()
     record = retire_model(args.name, args.successor)
     after = size_bytes()
     print(f"retired {args.name} for {args.successor}: weights/{record['retired']['file']} removed, "
-          f"history {record.get('history')} kept; weights/ now holds {after / 1e6:.1f} MB of its "
-          f"{BUDGET_BYTES / 1e6:.0f} MB budget ({(before - after) / 1e6:.1f} MB freed)")
+          f"history {record.get('history')} kept; {_weights_size(after)} ({(before - after) / 1e6:.1f} MB freed)")
     return 0
 
 
 def cmd_park(args) -> int:
     from .ship import park_run
-    from .weights import BUDGET_BYTES, size_bytes
+    from .weights import size_bytes
 
     run = Path(args.run)
     state = park_run(run)
-    size = size_bytes()
     where = (f"after epoch {state['epoch']}" if not state["batch"]
              else f"in epoch {state['epoch'] + 1}, after batch {state['batch']}")
-    print(f"parked {run} {where} (step {state['step']}) in {state['path']}; weights/ now "
-          f"holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
-          + (": over it, so do not commit it there" if size > BUDGET_BYTES else ""))
+    print(f"parked {run} {where} (step {state['step']}) in {state['path']}; "
+          + _weights_size(size_bytes(), ": over it, so do not commit it there"))
     print(f"to continue elsewhere: copy {state['path']} to {run} and run the same train command with --resume; "
           f"shipping the finished run removes the parked copy")
     return 0
