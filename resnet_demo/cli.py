@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("park", help="copy an unfinished run's last checkpoint into weights/in-progress/, to commit "
                                     "it so the run can resume on another machine (safe while it trains)")
     p.add_argument("run", help="a run folder with a checkpoint, e.g. runs/resnet56-e100")
+    p.add_argument("--drop-momentum", action="store_true",
+                   help="leave out SGD's momentum (half the checkpoint); the resumed run restarts it from zero")
     return parser
 
 
@@ -310,11 +312,12 @@ def cmd_park(args) -> int:
     from .weights import size_bytes
 
     run = Path(args.run)
-    state = park_run(run)
+    state = park_run(run, drop_momentum=args.drop_momentum)
     where = (f"after epoch {state['epoch']}" if not state["batch"]
              else f"in epoch {state['epoch'] + 1}, after batch {state['batch']}")
-    print(f"parked {run} {where} (step {state['step']}) in {state['path']}; "
-          + _weights_size(size_bytes(), ": over it, so do not commit it there"))
+    print(f"parked {run} {where} (step {state['step']}{', without momentum' if args.drop_momentum else ''}) "
+          f"in {state['path']}; " + _weights_size(size_bytes(), ": over it, so do not commit it there"
+                                                   + ("" if args.drop_momentum else " (--drop-momentum halves it)")))
     print(f"to continue elsewhere: copy {state['path']} to {run} and run the same train command with --resume; "
           f"shipping the finished run removes the parked copy")
     return 0

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import FILENAME as CHECKPOINT, read_state
+from .checkpoint import drop_momentum as drop_momentum_from
 from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
 from .events import read_events
@@ -80,11 +81,12 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     return record
 
 
-def park_run(run: Path, directory: Path | None = None) -> dict:
+def park_run(run: Path, directory: Path | None = None, drop_momentum: bool = False) -> dict:
     """Copy an unfinished run's last checkpoint, config and thinned history to weights/in-progress/<run name>.
 
     Safe while the run trains: the checkpoint is replaced atomically, so the copy is one whole checkpoint, and
-    the history is cut at that checkpoint's step, so a resume from the copy repeats no record.
+    the history is cut at that checkpoint's step, so a resume from the copy repeats no record. `drop_momentum`
+    halves the copy (checkpoint.drop_momentum) for a checkpoint that would not fit in weights/ otherwise.
     """
     directory = directory or weights_dir()
     if (run / "metrics.json").exists():
@@ -96,7 +98,7 @@ def park_run(run: Path, directory: Path | None = None) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / (CHECKPOINT + ".tmp")
     shutil.copyfile(run / CHECKPOINT, tmp)  # the run may have replaced it since: read the state of the copy
-    state = read_state(tmp)
+    state = drop_momentum_from(tmp) if drop_momentum else read_state(tmp)
     tmp.replace(dest / CHECKPOINT)
     atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())
     events = [e for e in read_events(run / "events.jsonl")

@@ -273,6 +273,9 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                                     f"not {getattr(cfg, key)!r}; resume with the same settings or use another --out")
         state = ckpt.load_checkpoint(ck_path, raw, optimizer)
         resumed_from = state["step"]
+        if resumed_from in state.get("momentum_restarts", []):
+            print(f"--resume: the checkpoint in {out} holds no SGD momentum (park --drop-momentum); "
+                  f"it restarts from zero at step {resumed_from}", file=sys.stderr)
     elif cfg.resume:
         print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
     if is_main:
@@ -294,7 +297,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
           "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
           "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
-          "resumed_from_step": resumed_from, "time": time.time()})
+          "resumed_from_step": resumed_from, "momentum_restarted": resumed_from in state.get("momentum_restarts", []),
+          "time": time.time()})
 
     step = state["step"]
     elapsed_before = state["elapsed_s"]
@@ -391,10 +395,12 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
 
     if not is_main:
         return {"step": step}
-    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world)
+    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world,
+                   state.get("momentum_restarts", []))
 
 
-def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int) -> dict:
+def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int,
+            momentum_restarts: list[int]) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
     result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
     sha = save_model(out / "model.safetensors", raw, arch)
@@ -412,6 +418,8 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
     }
     if "accuracy_flip_tta" in result:
         record["test_accuracy_flip_tta"] = result["accuracy_flip_tta"]
+    if momentum_restarts:  # resumed from a parked checkpoint without momentum: not one unbroken optimisation
+        record["momentum_restarts"] = momentum_restarts
     atomic_write_json(out / "metrics.json", record)
     emit({"type": "end", "status": "completed", "step": step, "elapsed_s": wall, "test_accuracy": result["accuracy"],
           "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})

@@ -189,6 +189,40 @@ def test_a_parked_checkpoint_resumes_elsewhere_and_shipping_removes_it(tiny_run,
     assert not (tmp_path / "weights" / "in-progress" / "broken").exists()
 
 
+def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synthetic_data_dir, tmp_path,
+                                                                 monkeypatch, capsys):
+    # A 110-layer checkpoint does not fit in weights/ with its momentum: park keeps the weights exactly and
+    # drops the momentum, and the resumed run restarts it and records where.
+    from resnet_demo import cli
+    from resnet_demo.weights import ENV_WEIGHTS, read_manifest
+
+    monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "weights"))
+    first = tmp_path / "machine-a" / "r"
+    train(cfg(synthetic_data_dir, first), should_stop=stop_after(15))  # mid-epoch 2, step 13
+    assert cli.main(["park", str(first), "--drop-momentum"]) == 0
+    parked = tmp_path / "weights" / "in-progress" / "r"
+    assert f"(step 13, without momentum) in {parked}" in capsys.readouterr().out
+    full, light = tensors(first / ckpt.FILENAME), tensors(parked / ckpt.FILENAME)
+    assert any(k.startswith("momentum.") for k in full) and not any(k.startswith("momentum.") for k in light)
+    assert {k: v for k, v in full.items() if k.startswith("model.")}.keys() == light.keys()
+    assert all(torch.equal(full[k], light[k]) for k in light), "park changed the weights"
+    assert (parked / ckpt.FILENAME).stat().st_size < 0.6 * (first / ckpt.FILENAME).stat().st_size
+    assert ckpt_state(parked)["momentum_restarts"] == [13] and "momentum_restarts" not in ckpt_state(first)
+
+    second = tmp_path / "machine-b" / "r"
+    shutil.copytree(parked, second)
+    resumed = train(cfg(synthetic_data_dir, second, resume=True))
+    assert "holds no SGD momentum (park --drop-momentum); it restarts from zero at step 13" in capsys.readouterr().err
+    assert resumed["steps"] == 20 and resumed["momentum_restarts"] == [13]
+    starts = [e for e in read_events(second / "events.jsonl") if e["type"] == "start"]
+    assert [(s["resumed_from_step"], s["momentum_restarted"]) for s in starts] == [(None, False), (13, True)]
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
+    assert not all(torch.equal(a[k], b[k]) for k in a), "the momentum did not restart"
+    assert cli.main(["ship", str(second), "--name", "resnet8-long", "--data-dir", str(synthetic_data_dir),
+                     "--no-download"]) == 0
+    assert read_manifest(tmp_path / "weights")["models"]["resnet8-long"]["momentum_restarts"] == [13]
+
+
 def test_refuses_to_start_over_an_existing_checkpoint(synthetic_data_dir, tmp_path):
     out = tmp_path / "r"
     train(cfg(synthetic_data_dir, out), should_stop=stop_after(2))
