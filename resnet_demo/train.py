@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -63,6 +63,26 @@ class TrainConfig:
     @property
     def arch(self) -> Arch:
         return Arch(self.depth, self.plain, self.shortcut)
+
+
+# With the step, these fix where a run stands in its lr schedule; a resume must keep them (checkpoint.config).
+SCHEDULE_KEYS = ("epochs", "batch_size", "lr")
+
+
+def _resume_settings(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """On --resume, `cfg` with the schedule settings it leaves open taken from the checkpoint.
+
+    So `--resume` alone continues a 100-epoch run as it was: without it the preset's 40 epochs would end the run
+    at once, and on a GPU the fast preset's doubled batch would put the step count in another schedule.
+    """
+    path = out / ckpt.FILENAME
+    if not (cfg.resume and path.is_file()):
+        return cfg
+    try:
+        saved = ckpt.read_state(path).get("config", {})
+    except WeightsError:
+        return cfg  # reported where the checkpoint is loaded, inside the run's error handling
+    return replace(cfg, **{k: saved[k] for k in SCHEDULE_KEYS if getattr(cfg, k) is None and saved.get(k) is not None})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +214,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             owns_group = True
+    cfg = _resume_settings(cfg, out)
     recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr)
     if recipe.batch_size % world:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
@@ -271,6 +292,11 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
             if key in saved and saved[key] != getattr(cfg, key):
                 raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, "
                                     f"not {getattr(cfg, key)!r}; resume with the same settings or use another --out")
+        for key in SCHEDULE_KEYS:
+            if saved.get(key) is not None and not math.isclose(saved[key], getattr(recipe, key)):
+                raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, not "
+                                    f"{getattr(recipe, key)!r}; leave --{key.replace('_', '-')} out to keep the "
+                                    f"checkpoint's, or use another --out")
         state = ckpt.load_checkpoint(ck_path, raw, optimizer)
         resumed_from = state["step"]
         if resumed_from in state.get("momentum_restarts", []):
@@ -280,7 +306,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
     if is_main:
         atomic_write_json(out / "config.json", config_record)
-    state["config"] = {k: config_record[k] for k in ("depth", "plain", "shortcut", "preset", "seed", "subset", "epochs")}
+    state["config"] = {**{k: config_record[k] for k in ("depth", "plain", "shortcut", "preset", "seed", "subset")},
+                       **{k: getattr(recipe, k) for k in SCHEDULE_KEYS}}
 
     model: torch.nn.Module = raw
     if world > 1:

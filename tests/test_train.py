@@ -223,6 +223,26 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
     assert read_manifest(tmp_path / "weights")["models"]["resnet8-long"]["momentum_restarts"] == [13]
 
 
+def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, synthetic_data_dir, tmp_path):
+    # `--resume` without --epochs/--batch-size: the preset's defaults (classroom: 3 epochs, batch 128) would put
+    # step 13 at another point of another schedule; the checkpoint's own (2 epochs of batch 64) are kept.
+    out = tmp_path / "r"
+    train(cfg(synthetic_data_dir, out), should_stop=stop_after(15))
+    assert {k: ckpt_state(out)["config"][k] for k in ("epochs", "batch_size", "lr")} == {
+        "epochs": 2, "batch_size": 64, "lr": pytest.approx(0.15 * 64 / 128)}
+    before = (out / ckpt.FILENAME).read_bytes()
+    for given, message in ((dict(epochs=3), "epochs=2, not 3; leave --epochs out"),
+                           (dict(batch_size=128), "batch_size=64, not 128; leave --batch-size out"),
+                           (dict(lr=0.5), "lr=0.075, not 0.5; leave --lr out")):
+        with pytest.raises(TrainingError, match=re.escape(message)):
+            train(cfg(synthetic_data_dir, out, resume=True, **given))
+        assert (out / ckpt.FILENAME).read_bytes() == before, "a refused resume touched the checkpoint"
+    resumed = train(cfg(synthetic_data_dir, out, resume=True, epochs=None, batch_size=None))
+    assert resumed["steps"] == 20 and resumed["epochs"] == 2
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after a resume that took the schedule"
+
+
 def test_refuses_to_start_over_an_existing_checkpoint(synthetic_data_dir, tmp_path):
     out = tmp_path / "r"
     train(cfg(synthetic_data_dir, out), should_stop=stop_after(2))
