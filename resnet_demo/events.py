@@ -73,6 +73,12 @@ def epochs(events: Iterable[Event]) -> list[Event]:
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
+def latest_run(events: list[Event]) -> list[Event]:
+    """The records since the last fresh start: a resumed attempt's start has a resumed_from_step."""
+    starts = [i for i, e in enumerate(events) if e.get("type") == "start" and not e.get("resumed_from_step")]
+    return events[starts[-1]:] if starts else events
+
+
 def last(events: Iterable[Event], kind: str) -> Event | None:
     found = None
     for e in events:

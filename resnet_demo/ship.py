@@ -24,7 +24,7 @@ from .checkpoint import FILENAME as CHECKPOINT, read_state
 from .checkpoint import drop_momentum as drop_momentum_from
 from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
-from .events import read_events
+from .events import latest_run, read_events
 from .paper import CLASSES
 from .model import Arch
 from .storage import atomic_write_bytes, atomic_write_json
@@ -39,8 +39,7 @@ IN_PROGRESS = "in-progress"
 
 def thin_history(events: list[dict]) -> list[dict]:
     """The last run's records (after the final fresh start), with at most MAX_STEP_EVENTS step records."""
-    starts = [i for i, e in enumerate(events) if e.get("type") == "start" and not e.get("resumed_from_step")]
-    events = events[starts[-1]:] if starts else events
+    events = latest_run(events)
     steps = [i for i, e in enumerate(events) if e.get("type") == "step"]
     keep_steps = set(steps[:: max(1, -(-len(steps) // MAX_STEP_EVENTS))])
     return [e for i, e in enumerate(events) if e.get("type") != "step" or i in keep_steps]

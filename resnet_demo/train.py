@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .data import DataError, DeviceLoader, load_cifar10, stratified_subset
 from .evaluate import evaluate, predictions_arrays
-from .events import EventLog, Listener, broadcast
+from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import Arch, CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
 from .recipes import WARMUP_110, Recipe, get_recipe
@@ -140,6 +140,12 @@ def hardware_name(device: torch.device, world_size: int = 1) -> str:
             pass
         name = f"{name}, {torch.get_num_threads()} threads"
     return f"{world_size} x {name}" if world_size > 1 else name
+
+
+def run_hardware(out: Path) -> list[str]:
+    """Every machine a run trained on, in order: a long run resumed elsewhere (park) names each of them."""
+    starts = iter_type(latest_run(read_events(out / "events.jsonl")), "start")
+    return list(dict.fromkeys(e["device"] for e in starts if e.get("device")))
 
 
 class StopRequest:
@@ -437,7 +443,7 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
         "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
         "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
-        "hardware": hardware_name(device, world), "torch": torch.__version__,
+        "hardware": " then ".join(run_hardware(out)) or hardware_name(device, world), "torch": torch.__version__,
         "precision": precision_label(resolve_precision(cfg.precision, device)),
         "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
         "per_class": result["per_class"], "confusion": result["confusion"],

@@ -211,9 +211,12 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
 
     second = tmp_path / "machine-b" / "r"
     shutil.copytree(parked, second)
+    here = train_mod.hardware_name(torch.device("cpu"))
+    monkeypatch.setattr(train_mod, "hardware_name", lambda device, world=1: "machine B, 16 threads")
     resumed = train(cfg(synthetic_data_dir, second, resume=True))
     assert "holds no SGD momentum (park --drop-momentum); it restarts from zero at step 13" in capsys.readouterr().err
     assert resumed["steps"] == 20 and resumed["momentum_restarts"] == [13]
+    assert resumed["hardware"] == f"{here} then machine B, 16 threads"  # the record names both machines
     starts = [e for e in read_events(second / "events.jsonl") if e["type"] == "start"]
     assert [(s["resumed_from_step"], s["momentum_restarted"]) for s in starts] == [(None, False), (13, True)]
     a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
