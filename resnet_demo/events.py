@@ -14,7 +14,8 @@ Event = dict
 Listener = Callable[[Event], None]
 
 # Fields by type, for readers; writers may add more.
-#   start:      config, arch, params, total_steps, steps_per_epoch, device, world_size, resumed_from_step
+#   start:      config, arch, params, total_steps, steps_per_epoch, device, world_size, resumed_from_step,
+#               momentum_restarted (resumed from a checkpoint that `park --drop-momentum` wrote)
 #   step:       step, epoch (float, fractional), loss, acc, lr, images_per_s, eta_s, elapsed_s
 #   epoch:      epoch, step, train_loss, train_acc, test_loss, test_acc, lr, elapsed_s, eta_s
 #   checkpoint: epoch, step, path

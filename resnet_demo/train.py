@@ -291,7 +291,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
              or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
     config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype)}
     ck_path = out / ckpt.FILENAME
-    resumed_from = None
+    resumed_from, momentum_restarted = None, False
     if cfg.resume and ck_path.is_file():
         saved = ckpt.read_state(ck_path).get("config", {})
         for key in ("depth", "plain", "shortcut", "preset", "seed", "subset"):
@@ -305,7 +305,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                                     f"checkpoint's, or use another --out")
         state = ckpt.load_checkpoint(ck_path, raw, optimizer)
         resumed_from = state["step"]
-        if resumed_from in state.get("momentum_restarts", []):
+        momentum_restarted = resumed_from in state.get("momentum_restarts", [])
+        if momentum_restarted and is_main:
             print(f"--resume: the checkpoint in {out} holds no SGD momentum (park --drop-momentum); "
                   f"it restarts from zero at step {resumed_from}", file=sys.stderr)
     elif cfg.resume:
@@ -330,7 +331,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
           "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
           "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
-          "resumed_from_step": resumed_from, "momentum_restarted": resumed_from in state.get("momentum_restarts", []),
+          "resumed_from_step": resumed_from, "momentum_restarted": momentum_restarted,
           "time": time.time()})
 
     step = state["step"]
