@@ -72,8 +72,9 @@ SCHEDULE_KEYS = ("epochs", "batch_size", "lr")
 def _resume_settings(cfg: TrainConfig, out: Path) -> TrainConfig:
     """On --resume, `cfg` with the schedule settings it leaves open taken from the checkpoint.
 
-    So `--resume` alone continues a 100-epoch run as it was: without it the preset's 40 epochs would end the run
-    at once, and on a GPU the fast preset's doubled batch would put the step count in another schedule.
+    So `--resume` alone continues a 100-epoch run as it was: without it the preset's 40 epochs would put the step
+    at another point of a shorter schedule (and "finish" a checkpoint past epoch 40 at once), and on a GPU the
+    fast preset's doubled batch would do the same.
     """
     path = out / ckpt.FILENAME
     if not (cfg.resume and path.is_file()):
