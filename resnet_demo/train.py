@@ -143,10 +143,11 @@ def hardware_name(device: torch.device, world_size: int = 1) -> str:
     return f"{world_size} x {name}" if world_size > 1 else name
 
 
-def run_hardware(out: Path) -> list[str]:
-    """Every machine a run trained on, in order: a long run resumed elsewhere (park) names each of them."""
+def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
+    """What the run's starts said of one field, in order and each once ("A then B"): a long run resumed on
+    another machine (park) may have trained on two CPUs, or in bf16 there and fp32 here, and its record says so."""
     starts = iter_type(latest_run(read_events(out / "events.jsonl")), "start")
-    return list(dict.fromkeys(e["device"] for e in starts if e.get("device")))
+    return " then ".join(dict.fromkeys(v for v in map(field, starts) if v))
 
 
 class StopRequest:
@@ -445,8 +446,10 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
         "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
         "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
-        "hardware": " then ".join(run_hardware(out)) or hardware_name(device, world), "torch": torch.__version__,
-        "precision": precision_label(resolve_precision(cfg.precision, device)),
+        "hardware": across_run(out, lambda e: e.get("device")) or hardware_name(device, world),
+        "torch": torch.__version__,
+        "precision": across_run(out, lambda e: e.get("config", {}).get("precision_used"))
+        or precision_label(resolve_precision(cfg.precision, device)),
         "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
         "per_class": result["per_class"], "confusion": result["confusion"],
         "file": "model.safetensors", "sha256": sha, "history": "events.jsonl", "predictions": "preds.npz",

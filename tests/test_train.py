@@ -198,7 +198,7 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
 
     monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "weights"))
     first = tmp_path / "machine-a" / "r"
-    train(cfg(synthetic_data_dir, first), should_stop=stop_after(15))  # mid-epoch 2, step 13
+    train(cfg(synthetic_data_dir, first, precision="fp32"), should_stop=stop_after(15))  # mid-epoch 2, step 13
     assert cli.main(["park", str(first), "--drop-momentum"]) == 0
     parked = tmp_path / "weights" / "in-progress" / "r"
     assert f"(step 13, without momentum) in {parked}" in capsys.readouterr().out
@@ -213,10 +213,11 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
     shutil.copytree(parked, second)
     here = train_mod.hardware_name(torch.device("cpu"))
     monkeypatch.setattr(train_mod, "hardware_name", lambda device, world=1: "machine B, 16 threads")
-    resumed = train(cfg(synthetic_data_dir, second, resume=True))
+    resumed = train(cfg(synthetic_data_dir, second, resume=True, precision="bf16"))
     assert "holds no SGD momentum (park --drop-momentum); it restarts from zero at step 13" in capsys.readouterr().err
     assert resumed["steps"] == 20 and resumed["momentum_restarts"] == [13]
     assert resumed["hardware"] == f"{here} then machine B, 16 threads"  # the record names both machines
+    assert resumed["precision"] == "fp32 then bf16 autocast"  # and the precision each part trained in
     starts = [e for e in read_events(second / "events.jsonl") if e["type"] == "start"]
     assert [(s["resumed_from_step"], s["momentum_restarted"]) for s in starts] == [(None, False), (13, True)]
     a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
