@@ -2,7 +2,8 @@
 
 - prediction: images.load_input (decode, crop, resize, normalise an uploaded photo) + inference.probabilities;
 - attribution: explain.attribute (the app's entry point, private model copy included) for every method;
-- evaluation: evaluate.evaluate on the 10,000 test images (what `ship` and `evaluate` run).
+- evaluation: evaluate.evaluate on the 10,000 test images (what `ship` and `evaluate` run), and ResNet-110's
+  speed at the CPU's evaluation batch against a 1000-image batch.
 """
 from __future__ import annotations
 
@@ -81,8 +82,8 @@ def explain_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row
     return rows
 
 
-def evaluate_row(ws: Workspace, quick: bool, log) -> Row:
-    from resnet_demo.data import load_cifar10
+def evaluate_rows(ws: Workspace, quick: bool, log) -> list[Row]:
+    from resnet_demo.data import Split, eval_batch_size, load_cifar10
     from resnet_demo.evaluate import evaluate
 
     models, note = _models(ws)
@@ -91,6 +92,15 @@ def evaluate_row(ws: Workspace, quick: bool, log) -> Row:
     n = 1 if quick else 3
     log(f"  evaluate ResNet-20 on {len(test):,} test images ({n} repeats) ...")
     seconds, samples = median_time(lambda: evaluate(models[20], test), n, warmup=0 if quick else 1)
-    return Row("eval.cpu.r20", f"CPU evaluation of the {len(test):,} test images, ResNet-20", seconds, "s", "",
-               None, f"evaluate.evaluate(), median of {n}: {len(test) / seconds:,.0f} img/s; {data_note}; {note}",
-               extra={"samples_s": samples})
+    rows = [Row("eval.cpu.r20", f"CPU evaluation of the {len(test):,} test images, ResNet-20", seconds, "s", "",
+                None, f"evaluate.evaluate(), median of {n}: {len(test) / seconds:,.0f} img/s; {data_note}; {note}",
+                extra={"samples_s": samples})]
+    # Why eval_batch_size() is smaller on the CPU: the deepest model, at the default and at 1000 images a batch.
+    part = Split(test.images[:2000], test.labels[:2000])
+    for batch in (eval_batch_size("cpu"), 1000):
+        log(f"  evaluate ResNet-110 on {len(part):,} test images, batch {batch} ({n} repeats) ...")
+        seconds, samples = median_time(lambda: evaluate(models[110], part, batch_size=batch), n, warmup=0 if quick else 1)
+        rows.append(Row(f"eval.cpu.r110.b{batch}", f"CPU evaluation of {len(part):,} test images, ResNet-110, batch {batch}",
+                        seconds, "s", "", None, f"evaluate.evaluate(batch_size={batch}), median of {n}: "
+                        f"{len(part) / seconds:,.0f} img/s; {data_note}; {note}", extra={"samples_s": samples}))
+    return rows

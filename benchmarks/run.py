@@ -105,7 +105,7 @@ def run_groups(args, ws: Workspace, log) -> list[Row]:
     if "explain" in chosen:
         section("explain", lambda: latency.explain_rows(ws, args.explain_depths, args.quick, log))
     if "evaluate" in chosen:
-        section("evaluate", lambda: latency.evaluate_row(ws, args.quick, log))
+        section("evaluate", lambda: latency.evaluate_rows(ws, args.quick, log))
     if "classroom" in chosen:  # last: the long one
         section("classroom", lambda: accuracy.cpu_classroom_row(ws, log))
     return rows

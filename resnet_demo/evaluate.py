@@ -5,15 +5,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DeviceLoader, Split
+from .data import DeviceLoader, Split, eval_batch_size
 from .paper import CLASSES
 
 
 @torch.inference_mode()
-def _predict(model: torch.nn.Module, split: Split, device, batch_size: int, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | None, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """(softmax of each image, softmax of its mirror image or None): one pass over the data for both."""
     model.eval()
-    loader = DeviceLoader(split, batch_size, device=device, train=False)
+    loader = DeviceLoader(split, batch_size or eval_batch_size(device), device=device, train=False)
     plain, mirrored = [], []
     for x, _ in loader.epoch():
         plain.append(F.softmax(model(x).float(), dim=1).cpu())
@@ -24,7 +24,7 @@ def _predict(model: torch.nn.Module, split: Split, device, batch_size: int, flip
     return join(plain), (join(mirrored) if flip else None)
 
 
-def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", batch_size: int = 1000,
+def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", batch_size: int | None = None,
                   flip_tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 10), float32. flip_tta averages with the mirrored image's probabilities."""
     p, p_flip = _predict(model, split, device, batch_size, flip_tta)
@@ -48,7 +48,7 @@ def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def evaluate(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", flip_tta: bool = False,
-             batch_size: int = 1000) -> dict:
+             batch_size: int | None = None) -> dict:
     """The single-view summary; with flip_tta, the flip-averaged accuracy is reported beside it, never instead."""
     probs, mirrored = _predict(model, split, device, batch_size, flip_tta)  # 2 passes with flip_tta, not 3
     result = summarize(probs, split.labels)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from .data import DataError, DeviceLoader, load_cifar10, stratified_subset
+from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
 from .evaluate import evaluate, predictions_arrays
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import Arch, CifarResNet, count_params
@@ -278,7 +278,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                             f"use a larger --subset or a smaller --batch-size")
     loader = DeviceLoader(train_split, per_rank_batch, device, train=True, seed=cfg.seed, rank=rank,
                           world_size=world, channels_last=True)
-    test_loader = DeviceLoader(test_curve, 1000, device, train=False, rank=rank, world_size=world, channels_last=True)
+    test_loader = DeviceLoader(test_curve, eval_batch_size(device), device, train=False, rank=rank, world_size=world,
+                               channels_last=True)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * recipe.epochs
 
