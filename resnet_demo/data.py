@@ -25,8 +25,8 @@ def eval_batch_size(device: torch.device | str) -> int:
     """Images a forward pass takes at a time when no gradient is kept: 1000 on CUDA, 250 on the CPU.
 
     On the CPU a 1000-image batch's activations (65 MB a layer in the first stage) are handed back to the
-    kernel as soon as they are freed and faulted in afresh by the next layer: ResNet-110 evaluated at 65 images/s
-    with 24 s of system time per 2,000 images, against 99 images/s and 3 s at 250 (BENCHMARKS.md, Evaluation).
+    kernel as soon as they are freed and faulted in afresh by the next layer: a bare ResNet-110 forward pass ran
+    at 65 images/s against 120 at 250 (benchmarks/eval_faults.py; BENCHMARKS.md, Evaluation on the CPU).
     """
     return 1000 if torch.device(device).type == "cuda" else 250
 
