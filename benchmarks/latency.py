@@ -90,17 +90,20 @@ def evaluate_rows(ws: Workspace, quick: bool, log) -> list[Row]:
     data_dir, data_note = ws.data_dir()
     test = load_cifar10(str(data_dir), download=False).test
     n = 1 if quick else 3
-    log(f"  evaluate ResNet-20 on {len(test):,} test images ({n} repeats) ...")
-    seconds, samples = median_time(lambda: evaluate(models[20], test), n, warmup=0 if quick else 1)
-    rows = [Row("eval.cpu.r20", f"CPU evaluation of the {len(test):,} test images, ResNet-20", seconds, "s", "",
-                None, f"evaluate.evaluate(), median of {n}: {len(test) / seconds:,.0f} img/s; {data_note}; {note}",
-                extra={"samples_s": samples})]
+
+    def row(key: str, depth: int, split: Split, batch: int | None, label: str) -> Row:
+        log(f"  {label} ({n} repeats) ...")
+        seconds, samples = median_time(lambda: evaluate(models[depth], split, batch_size=batch), n,
+                                       warmup=0 if quick else 1)
+        call = "evaluate.evaluate()" if batch is None else f"evaluate.evaluate(batch_size={batch})"
+        return Row(key, label, seconds, "s", "", None,
+                   f"{call}, median of {n}: {len(split) / seconds:,.0f} img/s; {data_note}; {note}",
+                   extra={"samples_s": samples})
+
+    rows = [row("eval.cpu.r20", 20, test, None, f"CPU evaluation of the {len(test):,} test images, ResNet-20")]
     # Why eval_batch_size() is smaller on the CPU: the deepest model, at the default and at 1000 images a batch.
     part = Split(test.images[:2000], test.labels[:2000])
     for batch in (eval_batch_size("cpu"), 1000):
-        log(f"  evaluate ResNet-110 on {len(part):,} test images, batch {batch} ({n} repeats) ...")
-        seconds, samples = median_time(lambda: evaluate(models[110], part, batch_size=batch), n, warmup=0 if quick else 1)
-        rows.append(Row(f"eval.cpu.r110.b{batch}", f"CPU evaluation of {len(part):,} test images, ResNet-110, batch {batch}",
-                        seconds, "s", "", None, f"evaluate.evaluate(batch_size={batch}), median of {n}: "
-                        f"{len(part) / seconds:,.0f} img/s; {data_note}; {note}", extra={"samples_s": samples}))
+        rows.append(row(f"eval.cpu.r110.b{batch}", 110, part, batch,
+                        f"CPU evaluation of {len(part):,} test images, ResNet-110, batch {batch}"))
     return rows
