@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import signal
 import sys
@@ -33,6 +34,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _minutes(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, 0 or more, got {text!r}")
     return v
 
 
@@ -69,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="never download the data set")
     p.add_argument("--out", default="runs/latest", help="run folder: checkpoint, history, metrics")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--checkpoint-minutes", type=_minutes, default=10.0, metavar="M",
+                   help="also checkpoint mid-epoch every M minutes, so a killed run loses at most that (0: only "
+                        "after each epoch; default %(default)g)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
@@ -169,6 +183,7 @@ def cmd_train(args) -> int:
                       test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile,
                       precision=args.precision,
                       data_dir=args.data_dir, out=args.out, resume=args.resume,
+                      checkpoint_minutes=args.checkpoint_minutes,
                       download=False if args.no_download else None, flip_tta=args.flip_tta,
                       command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
     stop = {"requested": False}

@@ -58,6 +58,7 @@ class TrainConfig:
     resume: bool = False
     download: bool | None = None
     flip_tta: bool = False
+    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often, so a killed run loses at most this much
     command: str | None = None       # recorded in metrics.json for reproducibility
 
     @property
@@ -345,6 +346,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     step_time = None  # seconds per step, smoothed
     eval_time = 0.0
     warm_errors: list[float] = list(state.get("warm_errors", []))
+    last_save = time.time()
     model.train()
 
     def elapsed() -> float:
@@ -357,8 +359,12 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         return (total_steps - step) * step_time + evals_left * eval_time
 
     def save(epoch: int, batch: int) -> None:
+        nonlocal last_save
+        last_save = time.time()
         if not is_main:
             return
+        # a finite loss can still be followed by a step that made the weights inf: never checkpoint those
+        check_finite(sum(p.detach().abs().sum().item() for p in raw.parameters()), "sum of the weights' magnitudes")
         state.update(epoch=epoch, batch=batch, step=step, elapsed_s=elapsed(), sums=sums.tolist(),
                      warm_errors=warm_errors[-20:])
         ckpt.save_checkpoint(ck_path, raw, optimizer, state)
@@ -372,9 +378,9 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         emit(end)
         return end
 
-    def check_finite(loss_value: float) -> None:
-        if not math.isfinite(loss_value):
-            raise TrainingError(f"the loss became {loss_value} at step {step} (epoch {step / steps_per_epoch:.2f}); "
+    def check_finite(value: float, what: str = "loss") -> None:
+        if not math.isfinite(value):
+            raise TrainingError(f"the {what} became {value} at step {step} (epoch {step / steps_per_epoch:.2f}); "
                                 f"training diverged. Try a lower --lr. The last good checkpoint in {out} is kept.")
 
     for epoch in range(state["epoch"], recipe.epochs):
@@ -415,6 +421,13 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                       "acc": correct.item() / len(y), "lr": lr, "images_per_s": recipe.batch_size / per_step,
                       "eta_s": eta(), "elapsed_s": elapsed(), "total_steps": total_steps})
                 last_emit, last_emit_step = now, step
+            # A mid-epoch checkpoint for long epochs (110 layers on a CPU: ~20 min): a kill (the machine going
+            # away, SIGKILL) then costs minutes, not the epoch. The epoch's last step is saved after its evaluation.
+            if (cfg.checkpoint_minutes and now - last_save >= 60 * cfg.checkpoint_minutes
+                    and batch_index < steps_per_epoch - 1):
+                if is_main:
+                    check_finite(sums[0].item())
+                save(epoch, batch_index + 1)
         if stop():  # before the evaluation, so a stop never waits for it; a resume starts with it
             return stopped(epoch, steps_per_epoch)
         t_eval = time.time()

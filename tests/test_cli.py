@@ -38,7 +38,8 @@ def test_train_refusals_are_clear(tmp_path, synthetic_data_dir):
         assert "error: --device cuda was asked for, but PyTorch sees no CUDA GPU" in proc.stderr
 
 
-@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-1"], ["--preset", "imagenet"]])
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-1"], ["--preset", "imagenet"],
+                                  ["--checkpoint-minutes", "-1"], ["--checkpoint-minutes", "nan"]])
 def test_bad_numbers_are_usage_errors(argv, capsys):
     from resnet_demo import cli
 

@@ -146,6 +146,33 @@ def test_resume_continues_bit_for_bit(tiny_run, synthetic_data_dir, tmp_path, ho
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] == resumed["test_accuracy"]
 
 
+class Killed(Exception):
+    """Stands for SIGKILL: nothing in the trainer catches it, so no checkpoint is written on the way out."""
+
+
+def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint(tiny_run, synthetic_data_dir, tmp_path):
+    # Long epochs (ResNet-110 on a CPU: ~20 min) are also checkpointed mid-epoch, so a kill costs minutes.
+    out = tmp_path / "r"
+    seen = []
+
+    def kill_after_step_12(e: dict) -> None:  # step events come every 0.5 s; checkpoints, here, every step
+        seen.append(e)
+        if e["type"] == "checkpoint" and e["step"] == 12:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg(synthetic_data_dir, out, checkpoint_minutes=1e-9), listener=kill_after_step_12)
+    cks = [(e["epoch"], e["step"]) for e in seen if e["type"] == "checkpoint"]
+    assert cks == [(0, s) for s in range(1, 10)] + [(1, 10), (1, 11), (1, 12)]  # every step but epochs' last
+    assert (ckpt_state(out)["epoch"], ckpt_state(out)["batch"], ckpt_state(out)["step"]) == (1, 2, 12)
+    resumed = train(cfg(synthetic_data_dir, out, resume=True))
+    assert resumed["steps"] == 20
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "mid-epoch checkpoints changed the training"
+    starts = [e for e in read_events(out / "events.jsonl") if e["type"] == "start"]
+    assert [s["resumed_from_step"] for s in starts] == [None, 12]
+
+
 def test_a_parked_checkpoint_resumes_elsewhere_and_shipping_removes_it(tiny_run, synthetic_data_dir, tmp_path,
                                                                           monkeypatch, capsys):
     # A long CPU run: park its checkpoint in weights/in-progress/ (committed), resume it on "another machine".
@@ -295,6 +322,25 @@ def test_a_stop_after_divergence_does_not_checkpoint_the_broken_state(synthetic_
     monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real_ce(*a, **k) * float("inf"))
     with pytest.raises(TrainingError, match="diverged"):
         train(cfg(synthetic_data_dir, out), should_stop=stop_after(3))
+    assert not (out / ckpt.FILENAME).exists()
+
+
+def test_weights_made_inf_by_a_step_are_never_checkpointed(synthetic_data_dir, tmp_path, monkeypatch):
+    # The loss of step 3 was finite (it came before the update); the update itself broke the weights.
+    out = tmp_path / "r"
+    real_step, calls = torch.optim.SGD.step, {"n": 0}
+
+    def poisoning_step(self, *a, **k):
+        calls["n"] += 1
+        result = real_step(self, *a, **k)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", poisoning_step)
+    with pytest.raises(TrainingError, match=r"weights' magnitudes became inf at step 3.*diverged.*kept"):
+        train(cfg(synthetic_data_dir, out), should_stop=stop_after(4))
     assert not (out / ckpt.FILENAME).exists()
 
 
