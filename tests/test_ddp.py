@@ -22,7 +22,7 @@ def test_torchrun_two_processes_on_cpu(synthetic_data_dir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "resnet_demo", "train", "--depth", "8", "--preset", "classroom", "--epochs", "1",
            "--batch-size", "64", "--device", "cpu", "--data-dir", str(synthetic_data_dir), "--out", str(out),
-           "--no-download", "--quiet"]
+           "--no-download", "--quiet", "--checkpoint-minutes", "0.000001"]  # and rank 0 checkpoints every step
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -36,6 +36,7 @@ def test_torchrun_two_processes_on_cpu(synthetic_data_dir, tmp_path):
     assert start["world_size"] == 2 and start["steps_per_epoch"] == 10 and start["batch_size"] == 64
     (epoch,) = [e for e in events if e["type"] == "epoch"]
     assert epoch["step"] == 10 and np.isfinite(epoch["train_loss"])
+    assert [e["step"] for e in events if e["type"] == "checkpoint"] == list(range(1, 11))
     assert events[-1]["status"] == "completed"
     # The saved model is the trained one: evaluating it reproduces the recorded accuracy; it learned something.
     model, _ = load_model(out / "model.safetensors", metrics["sha256"])
