@@ -9,6 +9,7 @@ model.safetensors, preds.npz and metrics.json (metrics.json last: its presence m
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -145,10 +146,11 @@ def hardware_name(device: torch.device, world_size: int = 1) -> str:
 
 
 def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
-    """What the run's starts said of one field, in order and each once ("A then B"): a long run resumed on
-    another machine (park) may have trained on two CPUs, or in bf16 there and fp32 here, and its record says so."""
+    """What the run's starts said of one field, in order, a value repeated by consecutive starts once ("A then
+    B then A"): a long run resumed on other machines (park) may have trained in bf16, then fp32, then bf16
+    again, and its record says so rather than suggest it ended in fp32."""
     starts = iter_type(latest_run(read_events(out / "events.jsonl")), "start")
-    return " then ".join(dict.fromkeys(v for v in map(field, starts) if v))
+    return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, starts) if v))
 
 
 class StopRequest:

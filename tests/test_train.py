@@ -254,6 +254,18 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
     assert read_manifest(tmp_path / "weights")["models"]["resnet8-long"]["momentum_restarts"] == [13]
 
 
+def test_a_run_record_names_each_leg_of_a_journey_in_order(tmp_path):
+    # ResNet-110's 100 epochs trained in bf16, then fp32 on another CPU, then bf16 again: the record keeps that
+    # order (merging only consecutive repeats), rather than "bf16 then fp32", which would say it ended in fp32.
+    legs = [("A", "bf16 autocast", None), ("A", "bf16 autocast", 40), ("B", "fp32", 80), ("A", "bf16 autocast", 90)]
+    (tmp_path / "events.jsonl").write_text("".join(
+        json.dumps({"type": "start", "device": d, "config": {"precision_used": p}, "resumed_from_step": s}) + "\n"
+        for d, p, s in [("old run", "fp32", None)] + legs))  # the fresh start of an earlier run is not counted
+    assert train_mod.across_run(tmp_path, lambda e: e["device"]) == "A then B then A"
+    assert train_mod.across_run(tmp_path, lambda e: e["config"]["precision_used"]) == (
+        "bf16 autocast then fp32 then bf16 autocast")
+
+
 def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, synthetic_data_dir, tmp_path):
     # `--resume` without --epochs/--batch-size: the preset's defaults (classroom: 3 epochs, batch 128) would put
     # step 13 at another point of another schedule; the checkpoint's own (2 epochs of batch 64) are kept.
