@@ -176,11 +176,20 @@ def save_npz_pair(data: Cifar10, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def normalize(x_uint8_nchw: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 NCHW in 0..255 -> the network's input: per-channel (x/255 - MEAN) / STD."""
-    mean = torch.tensor(MEAN, device=x_uint8_nchw.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x_uint8_nchw.device, dtype=torch.float32).view(1, 3, 1, 1)
+def normalize(x_uint8_nchw: torch.Tensor, dtype: torch.dtype = torch.float32,
+              stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 NCHW in 0..255 -> the network's input: per-channel (x/255 - MEAN) / STD.
+
+    `stats`: (mean, std) already on the device, so a loader does not copy them there every batch (on a GPU that
+    copy waits for the queued work)."""
+    mean, std = stats or channel_stats(x_uint8_nchw.device)
     return ((x_uint8_nchw.float() / 255.0 - mean) / std).to(dtype)
+
+
+def channel_stats(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD as (1, 3, 1, 1) float32 tensors on `device`."""
+    return (torch.tensor(MEAN, device=device, dtype=torch.float32).view(1, 3, 1, 1),
+            torch.tensor(STD, device=device, dtype=torch.float32).view(1, 3, 1, 1))
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
@@ -196,6 +205,10 @@ class DeviceLoader:
     Every random choice of an epoch comes from a generator seeded with (seed, epoch), so batch k of epoch e
     is the same whenever it is drawn: a resumed run sees exactly the batches an unbroken one would have.
     Under DDP each rank takes every world-th image of the same permutation.
+
+    The images are kept channels-last (N, H, W, C), as they come, and an epoch's draws go to the device once: a
+    batch is then one gather straight into the network's memory format plus the normalisation, a handful of
+    kernels and no copy from the host, which on a GPU would wait for all the queued work every batch.
     """
 
     def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", train: bool = True,
@@ -206,47 +219,45 @@ class DeviceLoader:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
-        images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2)  # NCHW uint8
+        images = torch.from_numpy(np.ascontiguousarray(split.images))  # NHWC uint8
         if train:  # pad once; a crop is then a window into the padded image
-            images = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))
-        self.images = images.contiguous().to(self.device)
+            images = torch.nn.functional.pad(images, (0, 0, PAD, PAD, PAD, PAD))
+        self.images = images.to(self.device)
         self.labels = torch.from_numpy(split.labels).to(self.device)
+        self.stats = channel_stats(self.device)
         self.n = len(split)
 
     def __len__(self) -> int:
         if self.train:  # drop the ragged last batch, as the paper's iteration counts assume
             return max(1, self.n // (self.batch_size * self.world_size))
-        return -(-self._shard(torch.arange(self.n)).numel() // self.batch_size)
+        return -(-len(range(self.rank, self.n, self.world_size)) // self.batch_size)
 
     def _shard(self, idx: torch.Tensor) -> torch.Tensor:
         return idx[self.rank::self.world_size] if self.world_size > 1 else idx
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.train:
-            idx = self._shard(torch.arange(self.n))
-            for i in range(start_batch * self.batch_size, len(idx), self.batch_size):
-                j = idx[i:i + self.batch_size].to(self.device)
-                yield self._finish(self.images[j]), self.labels[j]
+            images, labels = self._shard(self.images), self._shard(self.labels)  # views: no copy
+            for i in range(start_batch * self.batch_size, len(labels), self.batch_size):
+                yield self._finish(images[i:i + self.batch_size].permute(0, 3, 1, 2)), labels[i:i + self.batch_size]
             return
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(self.n, generator=g)
         offsets = torch.randint(0, 2 * PAD + 1, (self.n, 2), generator=g)
         flips = torch.rand(self.n, generator=g) < 0.5
         steps = len(self)
-        perm = self._shard(perm[: steps * self.batch_size * self.world_size])
-        ar = torch.arange(32)
+        perm = self._shard(perm[: steps * self.batch_size * self.world_size]).to(self.device)
+        offsets, flips = offsets.to(self.device), flips.to(self.device)
+        ar = torch.arange(32, device=self.device)
         for b in range(start_batch, steps):
             j = perm[b * self.batch_size:(b + 1) * self.batch_size]
             dy, dx, flip = offsets[j, 0], offsets[j, 1], flips[j]
             rows = dy[:, None] + ar
             cols = torch.where(flip[:, None], dx[:, None] + 31 - ar, dx[:, None] + ar)
-            j, rows, cols = j.to(self.device), rows.to(self.device), cols.to(self.device)
-            src = self.images[j]  # (B, 3, 40, 40)
-            batch = src[torch.arange(len(j), device=self.device)[:, None, None, None],
-                        torch.arange(3, device=self.device)[None, :, None, None],
-                        rows[:, None, :, None], cols[:, None, None, :]]
-            yield self._finish(batch), self.labels[j]
+            batch = self.images[j[:, None, None], rows[:, :, None], cols[:, None, :]]  # (B, 32, 32, 3)
+            yield self._finish(batch.permute(0, 3, 1, 2)), self.labels[j]
 
     def _finish(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        x = normalize(batch_uint8)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        """uint8 NCHW (a channels-last view) -> normalised float in the memory format the model wants."""
+        x = normalize(batch_uint8, stats=self.stats)
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
