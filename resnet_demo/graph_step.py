@@ -3,9 +3,9 @@
 Why a graph: a CIFAR ResNet's step is a few hundred small kernels. Launched one at a time from Python, a GPU
 spends most of the step waiting for the host (ResNet-20 at batch 512 on an H200: about 10 ms a step, of which
 perhaps 2 ms is GPU work). A CUDA graph records the whole step once (forward, loss, backward, the SGD update,
-the BatchNorm statistics and the epoch's loss/accuracy sums) and replays it with one launch. What changes from
-step to step lives in device tensors the graph reads: the batch, copied into static buffers, and the learning
-rate. Nothing in the step waits for the GPU; the loop reads the device sums only when it reports.
+the BatchNorm statistics) and replays it with one launch. What changes from step to step lives in device
+tensors the graph reads: the batch, copied into static buffers, and the learning rate. Nothing in the step waits for the GPU: it returns the batch's loss and correct count as device tensors,
+which the loop adds up on the device and reads only when it reports.
 
 Why by hand rather than torch.compile(mode="reduce-overhead"): capture needs only torch.cuda.graph, stable since
 torch 1.10, costs a second instead of minutes of compilation per depth, and does not depend on the compiler
@@ -16,16 +16,17 @@ with foreach ops so the learning rate can be a device tensor; torch's SGD reads 
 The momentum buffers are the optimizer's own, so checkpoints are the same whichever step wrote them.
 
 Capture needs CUDA and one process (a DDP gradient all-reduce is not captured). If capture or the check replay
-raises, the model and optimizer are put back exactly as they were and the eager step runs instead; `path` and
-`fallback` say which step ran and why, for the run's events and metrics.json.
+raises, the model and optimizer are put back exactly as they were and the eager step runs instead; make_step
+says which step runs and why, for the run's events and metrics.json.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from .recipes import Recipe
 
 STEP_CHOICES = ("auto", "eager", "graph")
 WARMUP_STEPS = 3  # before capture, on a side stream: cuDNN picks its algorithms, the allocator settles
@@ -33,37 +34,17 @@ WARMUP_STEPS = 3  # before capture, on a side stream: cuDNN picks its algorithms
 Capture = Callable[[Callable[[], None]], Callable[[], None]]  # records fn, returns what replays it
 
 
-@dataclass(frozen=True)
-class StepSpec:
-    """What a step needs from the recipe and the precision policy."""
-
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    label_smoothing: float
-    amp_dtype: torch.dtype | None  # autocast dtype, None for fp32
-
-
 class GraphCaptureError(RuntimeError):
     """Capture or the check replay failed; the model and optimizer are as they were before."""
 
 
-def _forward_loss(model, x, y, spec: StepSpec, device: torch.device, cache: bool = True):
+def _forward_loss(model, x, y, recipe: Recipe, amp_dtype: torch.dtype | None):
     # autocast's weight cache must be off under capture: cached casts would be stale in every replay
-    with torch.autocast(device.type, dtype=spec.amp_dtype or torch.bfloat16, enabled=spec.amp_dtype is not None,
-                        cache_enabled=cache):
+    with torch.autocast(x.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None,
+                        cache_enabled=False):
         logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=spec.label_smoothing)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
     return logits, loss
-
-
-def _accumulate(sums: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Add the step's loss sum, correct count and image count to the epoch's device sums; returns the correct count."""
-    correct = (logits.argmax(1) == y).sum()
-    sums[0] += loss.detach().double() * len(y)
-    sums[1] += correct
-    sums[2] += len(y)
-    return correct
 
 
 @torch.no_grad()
@@ -81,26 +62,6 @@ def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
     else:
         update = torch._foreach_mul(bufs, lr)
     torch._foreach_sub_(params, update)
-
-
-class EagerStep:
-    """The plain step: forward, backward and torch.optim.SGD, launched kernel by kernel."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, spec: StepSpec,
-                 device: torch.device, sums: torch.Tensor, path: str = "eager", fallback: str | None = None):
-        self.model, self.optimizer, self.spec, self.device, self.sums = model, optimizer, spec, device, sums
-        self.path, self.fallback = path, fallback
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        logits, loss = _forward_loss(self.model, x, y, self.spec, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            correct = _accumulate(self.sums, loss, logits, y)
-        return loss.detach(), correct
 
 
 def cuda_capture(device: torch.device) -> Capture:
@@ -130,13 +91,10 @@ def _on_side_stream(fn: Callable[[], None], times: int, device: torch.device) ->
 class GraphStep:
     """The whole step as one CUDA graph over static buffers; see the module docstring."""
 
-    path = "cuda-graph"
-    fallback = None
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, spec: StepSpec, batch_size: int,
-                 device: torch.device, sums: torch.Tensor, capture: Capture | None = None,
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+                 amp_dtype: torch.dtype | None, batch_size: int, device: torch.device, capture: Capture | None = None,
                  warmup_steps: int = WARMUP_STEPS):
-        self.model, self.spec, self.device, self.sums = model, spec, device, sums
+        self.model, self.recipe, self.amp_dtype = model, recipe, amp_dtype
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.x = torch.zeros(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
         self.y = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -147,10 +105,10 @@ class GraphStep:
         for p in created:
             optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self.bufs = [optimizer.state[p]["momentum_buffer"] for p in self.params]
-        kept = [*self.params, *model.buffers(), *self.bufs, sums]
+        kept = [*self.params, *model.buffers(), *self.bufs]
         saved = [t.detach().clone() for t in kept]
         try:
-            # The warm-up and the check replay are real steps on the first buffers; all they change is put back.
+            # The warm-up and the check replay are real steps on the zero batch; all they change is put back.
             _on_side_stream(self._body, warmup_steps, device)
             self.replay = (capture or cuda_capture(device))(self._body)
             self.replay()
@@ -174,12 +132,13 @@ class GraphStep:
     def _body(self) -> None:
         for p in self.params:
             p.grad = None  # backward then writes fresh gradients (under capture: into the graph's own memory)
-        logits, loss = _forward_loss(self.model, self.x, self.y, self.spec, self.device, cache=False)
+        logits, loss = _forward_loss(self.model, self.x, self.y, self.recipe, self.amp_dtype)
         loss.backward()
+        r = self.recipe
         with torch.no_grad():
-            sgd_update(self.params, [p.grad for p in self.params], self.bufs, self.lr, self.spec.momentum,
-                       self.spec.nesterov, self.spec.weight_decay)
-            self.correct = _accumulate(self.sums, loss, logits, self.y)
+            sgd_update(self.params, [p.grad for p in self.params], self.bufs, self.lr, r.momentum, r.nesterov,
+                       r.weight_decay)
+            self.correct = (logits.argmax(1) == self.y).sum()
         self.loss = loss.detach()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,14 +166,18 @@ def resolve_step(requested: str, device: torch.device, world: int, compiled: boo
     return "graph", None
 
 
-def make_step(requested: str, model: torch.nn.Module, raw: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              spec: StepSpec, batch_size: int, device: torch.device, world: int, compiled: bool, sums: torch.Tensor,
-              capture: Capture | None = None) -> EagerStep | GraphStep:
-    """The step to train with: a captured graph where asked for and possible, else eager, saying why."""
+Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def make_step(requested: str, eager: Step, raw: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+              amp_dtype: torch.dtype | None, batch_size: int, device: torch.device, world: int, compiled: bool,
+              capture: Capture | None = None) -> tuple[Step, str, str | None]:
+    """(the step to train with, its path for the record, why not the graph): the captured graph where asked for
+    and possible, else `eager`; path is "cuda-graph", "eager" or "compiled"."""
     kind, reason = resolve_step(requested, device, world, compiled)
     if kind == "graph":
         try:
-            return GraphStep(raw, optimizer, spec, batch_size, device, sums, capture=capture)
+            return GraphStep(raw, optimizer, recipe, amp_dtype, batch_size, device, capture=capture), "cuda-graph", None
         except GraphCaptureError as e:
             reason = f"CUDA graph capture failed ({e})"
-    return EagerStep(model, optimizer, spec, device, sums, path="compiled" if compiled else "eager", fallback=reason)
+    return eager, "compiled" if compiled else "eager", reason

@@ -1,5 +1,5 @@
 """The captured training step, run on the CPU: a stand-in capture replays the recorded function eagerly, so all
-but the CUDA graph itself (static buffers, device lr, warm-up put back, device sums, fallback) is checked here."""
+but the CUDA graph itself (static buffers, device lr, the warm-up put back, the fallback) is checked here."""
 from __future__ import annotations
 
 import copy
@@ -7,12 +7,15 @@ import unittest.mock as mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from resnet_demo import graph_step
-from resnet_demo.graph_step import EagerStep, GraphStep, StepSpec, make_step, resolve_step, sgd_update
+from resnet_demo.graph_step import GraphStep, make_step, resolve_step, sgd_update
 from resnet_demo.model import build_model
+from resnet_demo.recipes import get_recipe
 
 CPU = torch.device("cpu")
+RECIPE = get_recipe("fast")  # Nesterov, wd 5e-4, label smoothing 0.1
 
 
 def eager_replay(fn):
@@ -20,12 +23,26 @@ def eager_replay(fn):
     return fn
 
 
-def _setup(nesterov=True, seed=0):
+def _setup(seed=0):
     torch.manual_seed(seed)
     model = build_model(8).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
-    spec = StepSpec(momentum=0.9, nesterov=nesterov, weight_decay=5e-4, label_smoothing=0.1, amp_dtype=None)
-    return model, opt, spec, torch.zeros(3, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
+                          weight_decay=RECIPE.weight_decay)
+    return model, opt
+
+
+def _eager(model, opt):
+    """The loop's plain step (fp32 here): forward, loss, backward, torch.optim.SGD."""
+    def step(x, y, lr):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=RECIPE.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+    return step
 
 
 def _batches(n, batch=16, seed=1):
@@ -34,15 +51,8 @@ def _batches(n, batch=16, seed=1):
              torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
 
 
-def _state(model, opt, sums):
-    mom = [opt.state[p].get("momentum_buffer") for p in model.parameters()]
-    return ([t.clone() for t in model.state_dict().values()], [None if m is None else m.clone() for m in mom],
-            sums.clone())
-
-
-def _same(a, b) -> bool:
-    eq = lambda u, v: (u is None and v is None) or (u is not None and v is not None and torch.equal(u, v))  # noqa: E731
-    return all(eq(u, v) for u, v in zip(a[0], b[0])) and all(eq(u, v) for u, v in zip(a[1], b[1])) and torch.equal(a[2], b[2])
+def _momentum(model, opt):
+    return [opt.state[p].get("momentum_buffer") for p in model.parameters()]
 
 
 def test_sgd_update_matches_torch_sgd():
@@ -62,53 +72,54 @@ def test_sgd_update_matches_torch_sgd():
 
 
 def test_capture_leaves_model_and_optimizer_as_they_were():
-    model, opt, spec, sums = _setup()
-    weights, momentum, sums_before = _state(model, opt, sums)
-    step = GraphStep(model, opt, spec, 16, CPU, sums, capture=eager_replay)  # 3 warm-up steps and a check replay
-    weights_after, momentum_after, sums_after = _state(model, opt, sums)
-    assert all(torch.equal(a, b) for a, b in zip(weights, weights_after))  # weights and BN statistics
-    assert torch.equal(sums_before, sums_after)
+    model, opt = _setup()
+    before = [t.clone() for t in model.state_dict().values()]
+    GraphStep(model, opt, RECIPE, None, 16, CPU, capture=eager_replay)  # 3 warm-up steps and a check replay
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # weights and BN statistics
     # a fresh run had no momentum; the step made zero buffers, which SGD's first step treats as none
-    assert all(m is None for m in momentum) and all(torch.count_nonzero(m) == 0 for m in momentum_after)
-    assert step.path == "cuda-graph" and step.fallback is None
+    assert all(torch.count_nonzero(m) == 0 for m in _momentum(model, opt))
 
 
 def test_captured_step_trains_as_the_eager_one():
-    batches = _batches(6)
-    model, opt, spec, sums = _setup()
-    model2, sums2 = copy.deepcopy(model), sums.clone()
-    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    eager = EagerStep(model, opt, spec, CPU, sums)
-    graph = GraphStep(model2, opt2, spec, 16, CPU, sums2, capture=eager_replay)
-    for k, (x, y) in enumerate(batches):
+    model, opt = _setup()
+    model2 = copy.deepcopy(model)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
+                           weight_decay=RECIPE.weight_decay)
+    eager, graph = _eager(model, opt), GraphStep(model2, opt2, RECIPE, None, 16, CPU, capture=eager_replay)
+    for k, (x, y) in enumerate(_batches(6)):
         lr = 0.1 * (k + 1) / 6
-        le, ce = eager(x, y, lr)
-        lg, cg = graph(x, y, lr)
+        (le, ce), (lg, cg) = eager(x, y, lr), graph(x, y, lr)
         assert torch.allclose(le, lg, rtol=1e-4) and int(ce) == int(cg)
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
-    assert torch.allclose(sums, sums2) and sums[2] == 6 * 16
-    for p, q in zip(model.parameters(), model2.parameters()):
-        assert torch.allclose(opt.state[p]["momentum_buffer"], opt2.state[q]["momentum_buffer"], rtol=1e-4, atol=1e-6)
+    for a, b in zip(_momentum(model, opt), _momentum(model2, opt2)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_a_failed_capture_falls_back_to_eager_and_says_why():
-    model, opt, spec, sums = _setup()
-    before = _state(model, opt, sums)
+    model, opt = _setup()
+    before = [t.clone() for t in model.state_dict().values()]
 
     def broken(fn):
         fn()  # gets as far as running the step once, as a capture would
         raise RuntimeError("operation not permitted when stream is capturing")
 
+    eager = _eager(model, opt)
     with mock.patch.object(graph_step, "resolve_step", return_value=("graph", None)):  # as if on a GPU
-        step = make_step("graph", model, model, opt, spec, 16, CPU, 1, False, sums, capture=broken)
-    assert isinstance(step, EagerStep) and step.path == "eager"
-    assert "capture failed" in step.fallback and "stream is capturing" in step.fallback
-    assert _same(before, _state(model, opt, sums))  # nothing the warm-up or the failed capture did is left
-    assert all(p.grad is None for p in model.parameters())
-    x, y = _batches(1)[0]
-    step(x, y, 0.1)  # and the eager step trains
-    assert sums[2] == 16
+        step, path, reason = make_step("graph", eager, model, opt, RECIPE, None, 16, CPU, 1, False, capture=broken)
+    assert step is eager and path == "eager"
+    assert reason == "CUDA graph capture failed (RuntimeError: operation not permitted when stream is capturing)"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))  # nothing is left changed
+    assert all(m is None for m in _momentum(model, opt)) and all(p.grad is None for p in model.parameters())
+
+
+def test_a_captured_step_is_chosen_where_it_can_run():
+    model, opt = _setup()
+    with mock.patch.object(graph_step, "resolve_step", return_value=("graph", None)):  # as if on a GPU
+        step, path, reason = make_step("auto", None, model, opt, RECIPE, None, 16, CPU, 1, False, eager_replay)
+    assert isinstance(step, GraphStep) and (path, reason) == ("cuda-graph", None)
+    step, path, reason = make_step("auto", "eager-step", model, opt, RECIPE, None, 16, CPU, 1, True)
+    assert (step, path, reason) == ("eager-step", "compiled", None)
 
 
 @pytest.mark.parametrize("requested,device,world,compiled,expected", [
@@ -129,7 +140,7 @@ def test_an_unknown_step_is_refused():
 
 
 def test_a_batch_of_another_shape_is_refused():
-    model, opt, spec, sums = _setup()
-    step = GraphStep(model, opt, spec, 16, CPU, sums, capture=eager_replay)
+    model, opt = _setup()
+    step = GraphStep(model, opt, RECIPE, None, 16, CPU, capture=eager_replay)
     with pytest.raises(ValueError, match=r"batches of \(16, 3, 32, 32\)"):
         step(torch.zeros(8, 3, 32, 32), torch.zeros(8, dtype=torch.long), 0.1)
