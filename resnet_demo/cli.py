@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .paper import PRESET_DEPTHS
+from .recipes import RECIPES
 
 
 def _depth(text: str) -> int:
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on CIFAR-10 (CPU, one GPU, or torchrun for several)")
     _arch_args(p)
-    p.add_argument("--preset", choices=("paper", "fast", "classroom"), default="classroom")
+    p.add_argument("--preset", choices=tuple(RECIPES), default="classroom",
+                   help="the training recipe (recipes.py); table6: the fast one, as long as each depth needs")
     p.add_argument("--epochs", type=_positive)
     p.add_argument("--batch-size", type=_positive, help="global batch; the lr is scaled linearly with it")
     p.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")

@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             owns_group = True
     cfg = _resume_settings(cfg, out)
-    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr)
+    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth)
     if recipe.batch_size % world:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
 

@@ -280,13 +280,6 @@ def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, s
         with pytest.raises(TrainingError, match=re.escape(message)):
             train(cfg(synthetic_data_dir, out, resume=True, **given))
         assert (out / ckpt.FILENAME).read_bytes() == before, "a refused resume touched the checkpoint"
-    # On a GPU (none here: the settings alone) the fast preset doubles its batch to 512, with lr 0.4; a resume
-    # takes the checkpoint's schedule instead.
-    gpu = train_mod._resume_settings(cfg(synthetic_data_dir, out, resume=True, preset="fast", epochs=None,
-                                         batch_size=None), out)
-    assert get_recipe("fast", "cuda").batch_size == 512
-    r = get_recipe(gpu.preset, "cuda", gpu.epochs, gpu.batch_size, gpu.lr)
-    assert (r.epochs, r.batch_size, r.lr) == (2, 64, pytest.approx(0.075))
     resumed = train(cfg(synthetic_data_dir, out, resume=True, epochs=None, batch_size=None))
     assert resumed["steps"] == 20 and resumed["epochs"] == 2
     a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
@@ -500,8 +493,8 @@ def test_one_cycle_shape(name):
 
 
 def test_recipe_overrides():
-    assert get_recipe("fast", "cuda").batch_size == 512 and math.isclose(get_recipe("fast", "cuda").lr, 0.4)
-    assert get_recipe("fast", "cpu").batch_size == 256
+    # the same on every device: batch 512 on a GPU fell short of batch 256's accuracy (docs/GPU.md)
+    assert get_recipe("fast", "cuda") == get_recipe("fast", "cpu") and get_recipe("fast").batch_size == 256
     r = get_recipe("classroom", batch_size=64)
     assert r.batch_size == 64 and math.isclose(r.lr, 0.15 / 2)  # linear scaling rule
     assert get_recipe("paper", epochs=3, lr=0.05).lr == 0.05

@@ -1,0 +1,48 @@
+"""The GPU recipe (the table6 preset): its epochs per depth follow from the shipped histories, and its schedule."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.recipe_evidence import evidence, needed_epochs
+from resnet_demo.recipes import RECIPES, TABLE6_EPOCHS, get_recipe
+
+
+def test_the_epochs_per_depth_are_what_the_shipped_histories_give():
+    rows = evidence()
+    assert tuple((r["depth"], r["epochs"]) for r in rows) == TABLE6_EPOCHS
+    # what they rest on: at batch 256, 100 epochs beat Table 6 at every depth, 40 epochs only at depth 20
+    assert all(r["margin_100"] > 0 for r in rows)
+    assert [r["depth"] for r in rows if r["margin_40"] > 0] == [20]
+    # a cosine schedule gets there only near its end: every 100-epoch run crossed in its last 15 %
+    assert all(85 <= r["crossed_100"] <= 100 for r in rows)
+
+
+def test_needed_epochs_interpolates_log_linearly():
+    # 90 % at 40 epochs and 92 % at 160: +1 point per doubling; 91.2 + 0.2 needs 1.4 doublings = 105.6 -> 110
+    assert needed_epochs((40, 90.0), (160, 92.0), 91.2) == 110
+    # already past the goal at 40 epochs: 40 * 2.5 ** (-0.8) = 19.2 -> 20
+    assert needed_epochs((40, 92.0), (100, 93.0), 91.0) == 20
+
+
+@pytest.mark.parametrize("depth,epochs", [(8, 40), (20, 40), (26, 75), (32, 75), (44, 65), (56, 85), (110, 85),
+                                          (1202, 85)])
+def test_each_depth_gets_its_length(depth, epochs):
+    r = get_recipe("table6", "cuda", depth=depth)
+    assert r.epochs == epochs and r.batch_size == 256 and r.lr == 0.2
+    assert get_recipe("table6", depth=depth, epochs=3).epochs == 3  # --epochs still wins
+    assert get_recipe("fast", depth=depth).epochs == 40  # other presets do not depend on depth
+
+
+def test_the_schedule_warms_up_then_anneals_to_zero_at_its_end():
+    r = get_recipe("table6", depth=20)
+    total = r.epochs * (50_000 // r.batch_size)
+    assert total == 7800
+    lrs = [r.lr_at(s, total) for s in range(total + 1)]
+    peak = int(0.15 * total)
+    assert max(lrs) == lrs[peak] == r.lr and lrs[0] == pytest.approx(0.1 * r.lr)
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] == 0.0 and lrs[int(0.9 * total)] < 0.07 * r.lr  # the last tenth: where Table 6 is crossed
+
+
+def test_the_preset_is_offered_everywhere_a_preset_is():
+    assert "table6" in RECIPES and RECIPES["table6"].epochs_for(56) == 85
