@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model: slow start; faster steps on CUDA and in CPU fp32, slower in CPU bf16")
+                   help="torch.compile the model (CPU only): slow start; faster steps in CPU fp32, slower in CPU bf16")
+    p.add_argument("--step", choices=("auto", "eager", "graph"), default="auto",
+                   help="auto: the whole training step replayed as one CUDA graph on a GPU (eager if capture fails, "
+                        "or under DDP), eager on the CPU")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32")
     p.add_argument("--flip-tta", action="store_true", help="also report flip test-time augmentation (separately)")
@@ -182,7 +185,7 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(depth=args.depth, plain=args.plain, shortcut=args.shortcut, preset=args.preset,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, subset=args.subset,
-                      test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile,
+                      test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile, step=args.step,
                       precision=args.precision,
                       data_dir=args.data_dir, out=args.out, resume=args.resume,
                       checkpoint_minutes=args.checkpoint_minutes,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
 from .evaluate import evaluate, predictions_arrays
+from .graph_step import make_step
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import Arch, CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
@@ -52,7 +53,8 @@ class TrainConfig:
     test_subset: int | None = None   # stratified subset of the test images for the per-epoch curve
     device: str = "auto"             # "auto" | "cpu" | "cuda" | "cuda:N"
     seed: int = 0
-    compile: bool = False
+    compile: bool = False            # CPU only: on CUDA it was slower than eager, and the graph step is faster
+    step: str = "auto"               # "auto" | "eager" | "graph": see graph_step.resolve_step
     precision: str = "auto"          # "auto" | "bf16" | "fp32": see resolve_precision
     data_dir: str | None = None
     out: str = "runs/latest"
@@ -149,8 +151,11 @@ def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
     """What the run's starts said of one field, in order, a value repeated by consecutive starts once ("A then
     B then A"): a long run resumed on other machines (park) may have trained in bf16, then fp32, then bf16
     again, and its record says so rather than suggest it ended in fp32."""
-    starts = iter_type(latest_run(read_events(out / "events.jsonl")), "start")
-    return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, starts) if v))
+    return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, _starts(out)) if v))
+
+
+def _starts(out: Path) -> list[dict]:
+    return list(iter_type(latest_run(read_events(out / "events.jsonl")), "start"))
 
 
 class StopRequest:
@@ -226,6 +231,9 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             owns_group = True
     cfg = _resume_settings(cfg, out)
+    if cfg.compile and device.type == "cuda":
+        raise TrainingError("--compile is not offered on CUDA: it was slower than eager there; the default step "
+                            "(--step auto) replays the whole step as a CUDA graph instead")
     recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth)
     if recipe.batch_size % world:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
@@ -333,12 +341,28 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
 
+    def eager_step(x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        with autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    step_fn, step_path, step_fallback = make_step(cfg.step, eager_step, raw, optimizer, recipe, amp_dtype,
+                                                  per_rank_batch, device, world, cfg.compile)
+    if step_fallback and is_main:
+        print(f"training step: {step_path} ({step_fallback})", file=sys.stderr)
+
     emit({"type": "start", "config": config_record, "arch": arch.to_dict(), "label": arch.label,
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
           "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
           "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
           "resumed_from_step": resumed_from, "momentum_restarted": momentum_restarted,
-          "time": time.time()})
+          "step_path": step_path, "step_fallback": step_fallback, "time": time.time()})
 
     step = state["step"]
     elapsed_before = state["elapsed_s"]
@@ -395,18 +419,10 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
             lr = recipe.lr_at(step, total_steps)
             if not state["warm_done"]:
                 lr = WARMUP_110["lr"]
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            with autocast():
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, correct = step_fn(x, y, lr)
             step += 1
             with torch.no_grad():
-                correct = (logits.argmax(1) == y).sum()
-                sums[0] += loss.detach().double() * len(y)
+                sums[0] += loss.double() * len(y)
                 sums[1] += correct
                 sums[2] += len(y)
             if not state["warm_done"]:  # depth-110 warm-up: leave it once training error < 80%
@@ -464,6 +480,8 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
         "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
         "hardware": across_run(out, lambda e: e.get("device")) or hardware_name(device, world),
         "torch": torch.__version__,
+        "step_path": across_run(out, lambda e: e.get("step_path")) or "eager",
+        "step_fallback": next((e.get("step_fallback") for e in reversed(_starts(out))), None),
         "precision": across_run(out, lambda e: e.get("config", {}).get("precision_used"))
         or precision_label(resolve_precision(cfg.precision, device)),
         "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
