@@ -1,7 +1,7 @@
 """Time to accuracy: how long a real train() run takes to teach a network something, on the real data only.
 
-GPU: wall time of the `fast` preset until the per-epoch test accuracy (the full 10,000 images) first reaches
-the paper's Table 6 accuracy; the run is stopped there, or at a cap of twice the target time.
+GPU: wall time of the `table6` preset until the per-epoch test accuracy (the full 10,000 images) first reaches
+the paper's Table 6 accuracy; the run is stopped there, or at a cap of four times the target time.
 CPU: the test accuracy the `classroom` preset of ResNet-20 reaches within 5 minutes of wall time on the
 machine at hand. The preset runs as a teacher would run it; should it not finish by 300 s it is stopped there
 and its checkpoint is evaluated, which the notes say.
@@ -14,7 +14,8 @@ import torch
 
 from .common import Row, Workspace, skipped
 
-GPU_TARGET_S = {20: 60, 56: 180, 110: 360}
+GPU_TARGET_S = {20: 15, 56: 45, 110: 90}  # the goals of "GPU training at the hardware's pace"
+GPU_PRESET = "table6"
 CPU_BUDGET_S = 300
 
 
@@ -29,47 +30,65 @@ def gpu_rows(ws: Workspace, depths: list[int], log) -> list[Row]:
 
     rows = []
     for depth in depths:
-        target_s = GPU_TARGET_S.get(depth, 360)
-        rid, name = f"tta.cuda.r{depth}", f"GPU time to paper error, ResNet-{depth} (fast preset)"
+        target_s = GPU_TARGET_S.get(depth, 90)
+        rid, name = f"tta.cuda.r{depth}", f"GPU time to paper error, ResNet-{depth} ({GPU_PRESET} preset)"
         reason = "no CUDA GPU (torch.cuda.is_available() is False)" if not torch.cuda.is_available() else _no_real_data(ws)
         if reason:
             rows.append(skipped(rid, name, "s", f"< {target_s} s", reason))
             continue
         goal = 1 - TABLE6_ERROR[depth] / 100
-        log(f"  cuda ResNet-{depth}: fast preset until test accuracy >= {100 * goal:.2f}% (cap {2 * target_s} s) ...")
-        reached, best, epochs, wall = _run_until(ws, depth, "cuda", "fast", goal, 2 * target_s)
-        if reached is not None:
-            rows.append(Row(rid, name, reached, "s", f"< {target_s} s", reached < target_s,
-                            f"test accuracy {100 * best:.2f}% >= {100 * goal:.2f}% after epoch {epochs}; wall time from "
-                            f"the train() call (data loading, per-epoch evaluation included)"))
-        else:
-            rows.append(Row(rid, name, None, "s", f"< {target_s} s", False,
-                            f"not reached within {wall:.0f} s: best test accuracy {100 * best:.2f}% after {epochs} "
-                            f"epoch(s), goal {100 * goal:.2f}%"))
+        log(f"  cuda ResNet-{depth}: {GPU_PRESET} preset until test accuracy >= {100 * goal:.2f}% (cap {4 * target_s} s) ...")
+        r = time_to_accuracy(ws.real_data, ws.new_run_dir(), depth, "cuda", GPU_PRESET, goal,
+                             time.perf_counter() + 4 * target_s, stop_at_goal=True)
+        rows.append(accuracy_row(rid, name, r, goal, target_s))
     return rows
 
 
-def _run_until(ws: Workspace, depth: int, device: str, preset: str, goal: float, cap_s: float):
+def accuracy_row(rid: str, name: str, r: dict, goal: float, target_s: float) -> Row:
+    if r["reached_s"] is not None:
+        return Row(rid, name, r["reached_s"], "s", f"< {target_s} s", r["reached_s"] < target_s,
+                   f"test accuracy {100 * r['reached_acc']:.2f}% >= {100 * goal:.2f}% after epoch {r['reached_epoch']} "
+                   f"of {r['epochs']}; wall time from the train() call (data loading, per-epoch evaluation included); "
+                   f"step: {r['step_path']}", extra=r)
+    return Row(rid, name, None, "s", f"< {target_s} s", False,
+               f"not reached within {r['wall_s']:.0f} s: best test accuracy {100 * r['best_acc']:.2f}% after "
+               f"{len(r['history'])} of {r['epochs']} epoch(s), goal {100 * goal:.2f}%; step: {r['step_path']}", extra=r)
+
+
+def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: float, deadline: float,
+                     stop_at_goal: bool = False, **settings) -> dict:
+    """One real train() run, timed from the call: when the per-epoch test accuracy first reached `goal`, each
+    epoch's accuracy and wall time, which step ran. Stopped at `deadline` (perf_counter), or at the goal if asked."""
     from resnet_demo.data import load_cifar10  # noqa: F401  (import cost outside the timed call)
     from resnet_demo.train import TrainConfig, train
 
-    state = {"reached": None, "best": 0.0, "epochs": 0}
+    r = {"depth": depth, "preset": preset, "goal": goal, "reached_s": None, "reached_epoch": None,
+         "reached_acc": None, "best_acc": 0.0, "history": [], "step_path": None, "step_fallback": None,
+         "epochs": None, "batch_size": None, "status": None}
     t0 = time.perf_counter()
 
     def listener(e: dict) -> None:
-        if e.get("type") == "epoch":
-            state["epochs"] = e["epoch"]
-            state["best"] = max(state["best"], e["test_acc"])
-            if state["reached"] is None and e["test_acc"] >= goal:
-                state["reached"] = time.perf_counter() - t0
+        if e.get("type") == "start":
+            r.update(step_path=e.get("step_path"), step_fallback=e.get("step_fallback"), epochs=e["epochs"],
+                     batch_size=e["batch_size"], hardware=e.get("device"))
+        elif e.get("type") == "epoch":
+            wall = time.perf_counter() - t0
+            r["history"].append({"epoch": e["epoch"], "test_acc": e["test_acc"], "train_acc": e["train_acc"],
+                                 "wall_s": round(wall, 2)})
+            r["best_acc"] = max(r["best_acc"], e["test_acc"])
+            if r["reached_s"] is None and e["test_acc"] >= goal:
+                r.update(reached_s=wall, reached_epoch=e["epoch"], reached_acc=e["test_acc"])
 
     def stop() -> bool:
-        return state["reached"] is not None or time.perf_counter() - t0 > cap_s
+        return (stop_at_goal and r["reached_s"] is not None) or time.perf_counter() > deadline
 
-    cfg = TrainConfig(depth=depth, preset=preset, device=device, data_dir=str(ws.real_data), out=str(ws.new_run_dir()),
-                      download=False)
-    train(cfg, listener=listener, should_stop=stop)
-    return state["reached"], state["best"], state["epochs"], time.perf_counter() - t0
+    cfg = TrainConfig(depth=depth, preset=preset, device=device, data_dir=str(data_dir), out=str(out), download=False,
+                      **settings)
+    result = train(cfg, listener=listener, should_stop=stop)
+    r["status"] = result.get("status", "completed")
+    r["final_test_accuracy"] = result.get("test_accuracy")
+    r["wall_s"] = time.perf_counter() - t0
+    return r
 
 
 def cpu_classroom_row(ws: Workspace, log) -> Row:

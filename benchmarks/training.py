@@ -76,22 +76,28 @@ def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[flo
     return statistics.median(rates), rates
 
 
-def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows) -> tuple[float, dict]:
-    from resnet_demo.recipes import get_recipe
+def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows,
+                    step: str = "auto") -> tuple[float, dict]:
     from resnet_demo.train import TrainConfig, precision_label, resolve_precision, train
 
     data_dir, data_note = ws.data_dir()
-    recipe = get_recipe(preset, device.type)
     clock = WindowClock(w, device)
+    start: dict = {}
+
+    def listener(e: dict) -> None:
+        if e.get("type") == "start":
+            start.update(e)
+        clock.listener(e)
+
     cfg = TrainConfig(depth=depth, preset=preset, device=str(device), data_dir=str(data_dir),
-                      out=str(ws.new_run_dir()), download=False)
-    end = train(cfg, listener=clock.listener, should_stop=clock)
+                      out=str(ws.new_run_dir()), download=False, step=step)
+    end = train(cfg, listener=listener, should_stop=clock)
     if len(clock.windows) < w.repeats:
         raise RuntimeError(f"train() ended before the timing windows were complete: {end.get('message')}")
-    value, rates = _rate(clock.windows, recipe.batch_size)
+    value, rates = _rate(clock.windows, start["batch_size"])
     precision = precision_label(resolve_precision(cfg.precision, device))
-    return value, {"batch_size": recipe.batch_size, "preset": preset, "precision": precision, "rates": rates,
-                   "data": data_note,
+    return value, {"batch_size": start["batch_size"], "preset": preset, "precision": precision, "rates": rates,
+                   "data": data_note, "step_path": start.get("step_path"), "step_fallback": start.get("step_fallback"),
                    "windows": clock.windows, "discarded_windows": clock.discarded}
 
 
