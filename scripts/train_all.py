@@ -1,12 +1,14 @@
-"""Train several models at once on one machine (e.g. a lent GPU), then ship each finished one.
+"""Retrain the shipped models on one GPU, several trainings side by side, then ship each finished one.
 
-Small CIFAR ResNets leave a big GPU mostly idle, so several trainings run side by side as separate processes
-(`--parallel`). A time budget stops whatever is still running with SIGTERM, which makes the trainer save a
-resumable checkpoint; run the same command again with --resume to continue. Everything it writes goes under
---out, so a device run can bring it back in one archive:
+By default the seven models the app ships: ResNet-20/32/44/56/110 with the table6 preset (each depth as long as
+it needs to reach Table 6) and the plain nets 20 and 56 with the 40-epoch fast preset, as Fig. 6 compares
+them with the 40-epoch ResNet histories. The longest runs start first. Several trainings run as separate
+processes (`--parallel`), so one's start-up and per-epoch evaluation overlap another's steps. A time budget
+stops whatever is still running with SIGTERM, which makes the trainer save a resumable checkpoint; run the same
+command again (it resumes what has a checkpoint) to continue. Everything goes under --out:
 
-    python scripts/train_all.py --data-dir D --out $OUT/work --models resnet20,plain20 --preset fast \
-        --parallel 4 --budget-s 520 --fp16
+    python scripts/train_all.py --data-dir D --out OUT --parallel 3 --budget-s 540 --fp16
+    python scripts/train_all.py --data-dir D --out OUT --plan     # the queue and its estimated GPU work
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the recipes, for the plan
 
 
 def parse_model(name: str) -> list[str]:
@@ -35,10 +38,24 @@ def parse_model(name: str) -> list[str]:
     return args
 
 
+# The shipped models and the preset each is trained with (docs/GPU.md).
+SHIPPED = {"resnet110": "table6", "resnet56": "table6", "resnet32": "table6", "resnet44": "table6",
+           "plain56": "fast", "resnet20": "table6", "plain20": "fast"}
+
+
+def work(name: str, preset: str, epochs: int | None) -> float:
+    """A run's GPU work in ResNet-20 epochs: its epochs times its layers over 20 (the step time grows about so)."""
+    from resnet_demo.recipes import get_recipe
+
+    depth = int(parse_model(name)[1])
+    return get_recipe(preset, "cuda", epochs, depth=depth).epochs * depth / 20
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", required=True, help="comma-separated: resnet20,resnet56,plain20,...")
-    p.add_argument("--preset", default="fast")
+    p.add_argument("--models", default=",".join(SHIPPED),
+                   help="comma-separated: resnet20,resnet56,plain20,... (default: the seven shipped models)")
+    p.add_argument("--preset", help="one preset for every model (default: table6 for ResNets, fast for plain nets)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--subset", type=int)
     p.add_argument("--device", default="auto")
@@ -48,13 +65,23 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=1e9, help="SIGTERM what still runs after this many seconds")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--fp16", action="store_true", help="ship float16 weights")
-    p.add_argument("--extra", default="", help="extra arguments for every `train`, e.g. '--compile'")
+    p.add_argument("--extra", default="", help="extra arguments for every `train`, e.g. '--step eager'")
+    p.add_argument("--plan", action="store_true", help="print the queue and its estimated GPU work, train nothing")
     args = p.parse_args()
 
+    presets = {m: args.preset or SHIPPED.get(m, "fast" if m.startswith("plain") else "table6")
+               for m in args.models.split(",") if m}
+    queue = sorted(presets, key=lambda m: -work(m, presets[m], args.epochs))  # longest first: the shortest makespan
+    total = sum(work(m, presets[m], args.epochs) for m in queue)
+    for m in queue:
+        print(f"{m}: {presets[m]} preset, about {work(m, presets[m], args.epochs):.0f} ResNet-20 epochs of work")
+    print(f"in all about {total:.0f} ResNet-20 epochs; at 200k images/s (the goal for ResNet-20 alone on a large GPU) "
+          f"that is {total * 50_000 / 200_000:.0f} s of GPU work, an estimate, not a measurement", flush=True)
+    if args.plan:
+        return 0
     out = Path(args.out)
     runs, weights = out / "runs", out / "weights"
     runs.mkdir(parents=True, exist_ok=True)
-    queue = [m for m in args.models.split(",") if m]
     running: dict[str, subprocess.Popen] = {}
     results: dict[str, dict] = {}
     t0 = time.time()
@@ -63,7 +90,7 @@ def main() -> int:
         while queue and len(running) < args.parallel and time.time() - t0 < args.budget_s:
             name = queue.pop(0)
             run_dir = runs / name
-            cmd = [sys.executable, "-m", "resnet_demo", "train", *parse_model(name), "--preset", args.preset,
+            cmd = [sys.executable, "-m", "resnet_demo", "train", *parse_model(name), "--preset", presets[name],
                    "--device", args.device, "--data-dir", args.data_dir, "--out", str(run_dir), "--quiet",
                    "--no-download", *args.extra.split()]
             cmd += ["--epochs", str(args.epochs)] if args.epochs else []
