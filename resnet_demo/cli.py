@@ -204,24 +204,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _device(name: str):
-    import torch
-
-    dev = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-    if dev.type == "cuda" and not torch.cuda.is_available():  # else a driver traceback instead of "error: ..."
-        raise ValueError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-    return dev
-
-
 def cmd_evaluate(args) -> int:
     from .data import load_cifar10
+    from .device import resolve_device
     from .evaluate import evaluate
     from .weights import resolve
 
     entry = resolve(args.weights)
-    model = entry.load(_device(args.device))
+    device = resolve_device(args.device)
+    model = entry.load(device)
     data = load_cifar10(args.data_dir, download=False if args.no_download else None)
-    result = evaluate(model, data.test, _device(args.device), flip_tta=args.flip_tta)
+    result = evaluate(model, data.test, device, flip_tta=args.flip_tta)
     result.pop("probs")
     result["model"] = entry.name
     if args.json:

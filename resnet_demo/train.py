@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -23,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
+from .device import autocast as amp_context
+from .device import hardware_name, precision_label, resolve_device, resolve_precision
 from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
 from .evaluate import evaluate, predictions_arrays
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
@@ -86,63 +87,6 @@ def _resume_settings(cfg: TrainConfig, out: Path) -> TrainConfig:
     except WeightsError:
         return cfg  # reported where the checkpoint is loaded, inside the run's error handling
     return replace(cfg, **{k: saved[k] for k in SCHEDULE_KEYS if getattr(cfg, k) is None and saved.get(k) is not None})
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-    if dev.type not in ("cpu", "cuda"):
-        raise TrainingError(f"unsupported device {name!r}: use cpu, cuda or auto")
-    return dev
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: there oneDNN runs bf16 convolutions natively (2.4x fp32 for ResNet-20 on a Zen 4
-    EPYC, BENCHMARKS.md); elsewhere bf16 is emulated and slower than fp32."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        try:
-            if getattr(cpu, probe)():
-                return True
-        except Exception:  # a private probe: absent or failing on some builds means "not known to be native"
-            pass
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for training, None for plain fp32. "auto": bf16 on CUDA and on CPUs with native bf16.
-    Weights, optimiser state and the final evaluation stay fp32 either way."""
-    if precision not in PRECISIONS:
-        raise TrainingError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.type == "cuda" or cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def precision_label(amp_dtype: torch.dtype | None) -> str:
-    return "bf16 autocast" if amp_dtype == torch.bfloat16 else "fp32"
-
-
-def hardware_name(device: torch.device, world_size: int = 1) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-        except OSError:
-            pass
-        name = f"{name}, {torch.get_num_threads()} threads"
-    return f"{world_size} x {name}" if world_size > 1 else name
 
 
 def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
@@ -214,7 +158,10 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     rank, world, local_rank = _dist_info()
     out = Path(cfg.out)
     arch = cfg.arch  # validates depth and shortcut
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     owns_group = False  # a process group a caller set up is the caller's to destroy
     if world > 1:
         import torch.distributed as dist
@@ -274,7 +221,10 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
     cuda = device.type == "cuda"
-    amp_dtype = resolve_precision(cfg.precision, device)
+    try:
+        amp_dtype = resolve_precision(cfg.precision, device)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     per_rank_batch = recipe.batch_size // world
     if len(train_split) < recipe.batch_size:
         raise TrainingError(f"only {len(train_split)} training images for a batch of {recipe.batch_size}; "
@@ -331,7 +281,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
         model = torch.compile(model)
 
     def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
+        return amp_context(device, amp_dtype)
 
     emit({"type": "start", "config": config_record, "arch": arch.to_dict(), "label": arch.label,
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from resnet_demo import checkpoint as ckpt
+from resnet_demo import device as device_mod
 from resnet_demo import recipes, storage
 from resnet_demo import train as train_mod
 from resnet_demo.events import epochs as epoch_rows
@@ -238,7 +239,7 @@ def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synth
 
     second = tmp_path / "machine-b" / "r"
     shutil.copytree(parked, second)
-    here = train_mod.hardware_name(torch.device("cpu"))
+    here = device_mod.hardware_name(torch.device("cpu"))
     monkeypatch.setattr(train_mod, "hardware_name", lambda device, world=1: "machine B, 16 threads")
     resumed = train(cfg(synthetic_data_dir, second, resume=True, precision="bf16"))
     assert "holds no SGD momentum (park --drop-momentum); it restarts from zero at step 13" in capsys.readouterr().err
@@ -404,16 +405,16 @@ def test_too_few_images_for_a_batch(synthetic_data_dir, tmp_path):
 
 def test_precision_resolution(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert isinstance(train_mod.cpu_has_native_bf16(), bool)
-    assert train_mod.resolve_precision("fp32", cuda) is None
-    assert train_mod.resolve_precision("bf16", cpu) is torch.bfloat16
-    assert train_mod.resolve_precision("auto", cuda) is torch.bfloat16
-    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
-    assert train_mod.resolve_precision("auto", cpu) is None  # emulated bf16 would be slower than fp32
-    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
-    assert train_mod.resolve_precision("auto", cpu) is torch.bfloat16
-    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):
-        train_mod.resolve_precision("fp8", cpu)
+    assert isinstance(device_mod.cpu_has_native_bf16(), bool)
+    assert device_mod.resolve_precision("fp32", cuda) is None
+    assert device_mod.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert device_mod.resolve_precision("auto", cuda) is torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    assert device_mod.resolve_precision("auto", cpu) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    assert device_mod.resolve_precision("auto", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        device_mod.resolve_precision("fp8", cpu)
 
 
 def test_native_bf16_probe_never_raises(monkeypatch):
@@ -422,7 +423,7 @@ def test_native_bf16_probe_never_raises(monkeypatch):
             raise RuntimeError("no cpuinfo")
 
     monkeypatch.setattr(torch, "cpu", Broken())
-    assert train_mod.cpu_has_native_bf16() is False
+    assert device_mod.cpu_has_native_bf16() is False
 
 
 @pytest.mark.parametrize("precision, label", [("bf16", "bf16 autocast"), ("fp32", "fp32")])
