@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .events import Event
+from .events import Event, last, latest_attempt_end, read_events
 from .model import Arch
 from .recipes import RECIPES
 from .storage import atomic_write_json
@@ -108,7 +108,7 @@ class RunStatus:
         return not self.active and self.state != "completed" and self.has_checkpoint
 
     def last(self, kind: str) -> Event | None:
-        return next((e for e in reversed(self.events) if e.get("type") == kind), None)
+        return last(self.events, kind)
 
     @property
     def progress(self) -> float:
@@ -322,47 +322,6 @@ def stop(runs: Path | None = None, force: bool = False) -> str | None:
 # ---------------------------------------------------------------- reading runs
 
 
-class _EventCache:
-    """Reads an events.jsonl incrementally (only the new bytes), so polling every second stays cheap."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._files: dict[str, tuple[int, int, list[Event]]] = {}  # path -> (inode, offset, events)
-
-    def read(self, path: Path) -> list[Event]:
-        key = str(path)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            self._files.pop(key, None)
-            return []
-        with self._lock:
-            inode, offset, events = self._files.get(key, (st.st_ino, 0, []))
-            if inode != st.st_ino or st.st_size < offset:  # replaced or truncated: a fresh run
-                offset, events = 0, []
-            if st.st_size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(st.st_size - offset)
-                complete = chunk.rfind(b"\n") + 1  # a trailing partial line waits for the next read
-                events = events + [e for e in _parse(chunk[:complete])]
-                offset += complete
-            self._files[key] = (st.st_ino, offset, events)
-            return events
-
-
-def _parse(data: bytes):
-    for line in data.decode("utf-8", errors="replace").split("\n"):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-
-
-_cache = _EventCache()
-
-
 def last_error(out: Path, fallback: bool = True) -> str:
     """The line of train.log that says why the last launch failed ("error: ..." or a traceback's last line);
     with fallback, the last line of the log when there is no such line."""
@@ -385,8 +344,8 @@ def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = Fal
     out = runs / run_id
     if lock is False:
         lock = active(runs)
-    events = _cache.read(out / "events.jsonl")
-    start_ev = next((e for e in reversed(events) if e.get("type") == "start"), None)
+    events = read_events(out / "events.jsonl", cached=True)
+    start_ev = last(events, "start")
     label = (start_ev or {}).get("label", "")
     if not label:
         job = _read_json(out / JOB_FILE) or _read_json(out / "config.json") or {}
@@ -395,14 +354,7 @@ def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = Fal
             label = Arch(int(s["depth"]), bool(s.get("plain")), s.get("shortcut", "A")).label
         except (KeyError, TypeError, ValueError):
             label = run_id
-    # the end record of the latest launch, if any
-    end = None
-    for e in reversed(events):
-        if e.get("type") == "start":
-            break
-        if e.get("type") == "end":
-            end = e
-            break
+    end = latest_attempt_end(events)  # of the latest launch, if it has one
     if lock and lock.get("run_id") == run_id:
         state = "stopping" if (out / STOP_FILE).exists() else ("running" if start_ev and not end else "starting")
         return RunStatus(run_id, out, state, events, label, "", lock.get("pid"))

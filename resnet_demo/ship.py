@@ -24,7 +24,7 @@ from .checkpoint import FILENAME as CHECKPOINT, read_state
 from .checkpoint import drop_momentum as drop_momentum_from
 from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
-from .events import latest_run, read_events
+from .events import latest_run, read_events, write_events
 from .paper import CLASSES
 from .model import Arch
 from .storage import atomic_write_bytes, atomic_write_json
@@ -63,7 +63,7 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     result = evaluate(shipped, data.test, "cpu", flip_tta=True)
     save_predictions(directory / f"{name}.preds.npz", predictions_arrays(result["probs"], data.test.labels))
     history = thin_history(read_events(run / record.get("history", "events.jsonl")))
-    atomic_write_bytes(directory / f"{name}.history.jsonl", "".join(json.dumps(e) + "\n" for e in history).encode())
+    write_events(directory / f"{name}.history.jsonl", history)
     record.update(
         name=name, file=f"{name}.safetensors", sha256=sha, history=f"{name}.history.jsonl",
         predictions=f"{name}.preds.npz", stored_dtype="float16" if fp16 else "float32",
@@ -102,7 +102,7 @@ def park_run(run: Path, directory: Path | None = None, drop_momentum: bool = Fal
     atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())
     events = [e for e in read_events(run / "events.jsonl")
               if e.get("type") == "start" or e.get("step", 0) <= state["step"]]
-    atomic_write_bytes(dest / "events.jsonl", "".join(json.dumps(e) + "\n" for e in thin_history(events)).encode())
+    write_events(dest / "events.jsonl", thin_history(events))
     return {"path": dest, **state}
 
 
