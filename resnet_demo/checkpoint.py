@@ -12,22 +12,20 @@ from pathlib import Path
 import torch
 
 from .storage import atomic_write_bytes
-from .weights import WeightsError, read_header, state_tensors
+from .weights import WeightsError, read_header, safetensors_bytes, state_tensors
 
 FORMAT = "resnet-demo-checkpoint/1"
 FILENAME = "checkpoint.safetensors"
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    from safetensors.torch import save
-
     tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for i, p in enumerate(params):
         buf = optimizer.state.get(p, {}).get("momentum_buffer")
         if buf is not None:
             tensors[f"momentum.{i}"] = buf.detach().to("cpu").contiguous()
-    atomic_write_bytes(path, save(tensors, metadata={"format": FORMAT, "state": json.dumps(state)}))
+    atomic_write_bytes(path, safetensors_bytes(tensors, {"format": FORMAT, "state": json.dumps(state)}))
 
 
 def read_state(path: str | os.PathLike) -> dict:
@@ -84,12 +82,10 @@ def drop_momentum(path: str | os.PathLike) -> dict:
     forgotten within tens of the thousands of steps of a long run; what it buys is a 110-layer checkpoint of
     7.0 MB instead of 13.9, small enough to travel in weights/ beside the shipped models.
     """
-    from safetensors.torch import save
-
     path = Path(path)
     state, tensors = _read(path)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("momentum.")}
     if state["step"] not in state.get("momentum_restarts", []):
         state["momentum_restarts"] = [*state.get("momentum_restarts", []), state["step"]]
-    atomic_write_bytes(path, save(tensors, metadata={"format": FORMAT, "state": json.dumps(state)}))
+    atomic_write_bytes(path, safetensors_bytes(tensors, {"format": FORMAT, "state": json.dumps(state)}))
     return state

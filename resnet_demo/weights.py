@@ -2,7 +2,8 @@
 
 A model file carries its architecture in the safetensors metadata, so it can be rebuilt without guessing.
 Loading checks the sha256 (when known) and that every tensor matches the architecture, into a fresh model:
-a bad file raises WeightsError and nothing is half-loaded.
+a bad file raises WeightsError and nothing is half-loaded. The same tensors and metadata always give the same
+bytes (the header is written canonically), so a file's sha256 is a fingerprint of the weights.
 
 Two sources of models:
 - shipped: `weights/manifest.json` (+ <name>.safetensors, .history.jsonl, .preds.npz);
@@ -51,6 +52,21 @@ def runs_dir() -> Path:
     return Path(os.environ.get(ENV_RUNS) or "runs")
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file whose bytes depend only on the tensors and the metadata.
+
+    safetensors' writer emits the metadata in the order of a Rust hash map, which differs from process to
+    process, so the same weights would get another sha256 each time; the header is rewritten with sorted keys.
+    """
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format aligns the tensor data to 8 bytes
+    return struct.pack("<Q", len(header)) + header + data[8 + n:]
+
+
 def state_tensors(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """CPU tensors of the model's state; DDP/compile wrappers are looked through."""
     model = getattr(model, "_orig_mod", model)
@@ -65,8 +81,6 @@ def state_tensors(model: torch.nn.Module, dtype: torch.dtype | None = None) -> d
 
 
 def model_bytes(model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = None, extra: dict | None = None) -> bytes:
-    from safetensors.torch import save
-
     meta = {
         "format": FORMAT,
         "arch": json.dumps(arch.to_dict()),
@@ -74,7 +88,7 @@ def model_bytes(model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = 
         "normalization": json.dumps({"mean": MEAN, "std": STD}),
     }
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    return save(state_tensors(model, dtype), metadata=meta)
+    return safetensors_bytes(state_tensors(model, dtype), meta)
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = None,

@@ -263,3 +263,46 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
     assert not (twin_weights / "test_images.npz").exists()
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=twin_weights)
     assert retired_models(twin_weights) == [] and {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}
+
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from resnet_demo.checkpoint import save_checkpoint
+from resnet_demo.model import build_model
+from resnet_demo.storage import sha256_file
+from resnet_demo.weights import save_model
+torch.manual_seed(0)
+model = build_model(8)
+extra = {k: i for i, k in enumerate("abcdefgh")}  # more keys: more orders a hash map could put them in
+print(save_model(sys.argv[1] + ".safetensors", model, model.arch, extra=extra))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+model(torch.zeros(2, 3, 32, 32)).sum().backward()
+opt.step()
+save_checkpoint(sys.argv[1] + ".ckpt", model, opt, {"step": 1, "epoch": 0, "batch": 1, "config": {"depth": 8}})
+print(sha256_file(sys.argv[1] + ".ckpt"))
+"""
+
+
+def test_the_same_weights_give_the_same_bytes_in_any_process(tmp_path):
+    # safetensors orders the metadata as a Rust hash map does, differently in each process; the sha256 of a
+    # weights file must be a fingerprint of its weights, so two processes must write the very same bytes.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parent.parent
+    shas = [subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"p{i}")], check=True,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+                           timeout=300).stdout.split() for i in range(3)]
+    assert shas[0] == shas[1] == shas[2], shas
+    model, meta = load_model(tmp_path / "p0.safetensors", shas[0][0])
+    assert meta["h"] == 7 and model.arch == Arch(8)
+    assert load_file(str(tmp_path / "p0.ckpt")).keys() == load_file(str(tmp_path / "p1.ckpt")).keys()
+    # Files written before the header was canonical keep their recorded sha256 and still load.
+    shipped = shipped_models(root / "weights")
+    if shipped:
+        smallest = min(shipped, key=lambda e: e.weights.stat().st_size)
+        assert smallest.load().arch == smallest.arch
