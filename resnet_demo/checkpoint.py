@@ -72,20 +72,3 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
             optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].to(p.device, p.dtype)
     return state
 
-
-def drop_momentum(path: str | os.PathLike) -> dict:
-    """Rewrite a checkpoint without SGD's momentum buffers, which are half of it; returns the new loop state.
-
-    The weights, BN statistics and loop position stay exact. A resume then starts the momentum from zero, and
-    the step is recorded in the state (`momentum_restarts`), so the finished run says that it was not one
-    unbroken optimisation. With momentum 0.9 the buffer is an average over about ten steps, so the restart is
-    forgotten within tens of the thousands of steps of a long run; what it buys is a 110-layer checkpoint of
-    7.0 MB instead of 13.9, small enough to travel in weights/ beside the shipped models.
-    """
-    path = Path(path)
-    state, tensors = _read(path)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("momentum.")}
-    if state["step"] not in state.get("momentum_restarts", []):
-        state["momentum_restarts"] = [*state.get("momentum_restarts", []), state["step"]]
-    atomic_write_bytes(path, safetensors_bytes(tensors, {"format": FORMAT, "state": json.dumps(state)}))
-    return state

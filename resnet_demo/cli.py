@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire | park`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -115,11 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="successor", required=True, metavar="NAME",
                    help="the shipped model that supersedes it, e.g. resnet20-e100")
 
-    p = sub.add_parser("park", help="copy an unfinished run's last checkpoint into weights/in-progress/, to commit "
-                                    "it so the run can resume on another machine (safe while it trains)")
-    p.add_argument("run", help="a run folder with a checkpoint, e.g. runs/resnet56-e100")
-    p.add_argument("--drop-momentum", action="store_true",
-                   help="leave out SGD's momentum (half the checkpoint); the resumed run restarts it from zero")
     return parser
 
 
@@ -285,7 +280,7 @@ def cmd_models(args) -> int:
 
 
 def _weights_size(size: int, if_over: str = "") -> str:
-    """The budget sentence that ship, retire and park end with (with `if_over` appended when over it)."""
+    """The budget sentence that ship and retire end with (with `if_over` appended when over it)."""
     from .weights import BUDGET_BYTES
 
     return (f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
@@ -315,24 +310,8 @@ def cmd_retire(args) -> int:
     return 0
 
 
-def cmd_park(args) -> int:
-    from .ship import park_run
-    from .weights import size_bytes
-
-    run = Path(args.run)
-    state = park_run(run, drop_momentum=args.drop_momentum)
-    where = (f"after epoch {state['epoch']}" if not state["batch"]
-             else f"in epoch {state['epoch'] + 1}, after batch {state['batch']}")
-    print(f"parked {run} {where} (step {state['step']}{', without momentum' if args.drop_momentum else ''}) "
-          f"in {state['path']}; " + _weights_size(size_bytes(), ": over it, so do not commit it there"
-                                                   + ("" if args.drop_momentum else " (--drop-momentum halves it)")))
-    print(f"to continue elsewhere: copy {state['path']} to {run} and run the same train command with --resume; "
-          f"shipping the finished run removes the parked copy")
-    return 0
-
-
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire, "park": cmd_park}
+            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire}
 
 
 def main(argv: list[str] | None = None) -> int:

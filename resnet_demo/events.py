@@ -20,8 +20,8 @@ Listener = Callable[[Event], None]
 
 # Fields by type, for readers; writers may add more.
 #   start:      config, arch, label, params, total_steps, steps_per_epoch, epochs, batch_size, train_images,
-#               test_images, device, world_size, resumed_from_step, time, momentum_restarted (resumed from a
-#               checkpoint that `park --drop-momentum` wrote)
+#               test_images, device, world_size, resumed_from_step, time
+#               (older histories may also hold momentum_restarted)
 #   step:       step, epoch (float, fractional), loss, acc, lr, images_per_s, eta_s, elapsed_s, total_steps
 #   epoch:      epoch, step, train_loss, train_acc, test_loss, test_acc, lr, elapsed_s, eta_s
 #   checkpoint: epoch, batch, step, path

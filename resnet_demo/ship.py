@@ -1,27 +1,23 @@
 """Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry;
-retire a shipped model once a better one of its architecture is shipped; and park an unfinished run's checkpoint
-in weights/in-progress/ so that a long CPU run survives the machine it started on (shipping it removes it).
+and retire a shipped model once a better one of its architecture is shipped.
 
 Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
 The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
 weights/test_images.npz holds the images any shipped model gets wrong, plus a small gallery per class, as one
 lossless WebP mosaic: CIFAR-10 photos barely compress under zlib (2.8 KB each), but lossless WebP stores them in
-1.7 KB, which leaves room in weights/ for a resumable checkpoint of a long run.
+1.7 KB.
 """
 from __future__ import annotations
 
 import io
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import FILENAME as CHECKPOINT, read_state
-from .checkpoint import drop_momentum as drop_momentum_from
 from .data import Split, load_cifar10
 from .evaluate import evaluate, predictions_arrays
 from .events import latest_run, read_events, write_events
@@ -34,7 +30,6 @@ from .weights import (WeightsError, load_model, read_manifest, save_model, save_
 GALLERY_PER_CLASS = 12
 MOSAIC_COLUMNS = 50
 MAX_STEP_EVENTS = 400  # the shipped history keeps every epoch but thins the step records
-IN_PROGRESS = "in-progress"
 
 
 def thin_history(events: list[dict]) -> list[dict]:
@@ -74,36 +69,7 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     )
     write_manifest_entry(name, record, directory)
     write_test_images(directory, data.test)
-    shutil.rmtree(directory / IN_PROGRESS / run.name, ignore_errors=True)  # its parked checkpoint is done with
-    if (directory / IN_PROGRESS).is_dir() and not any((directory / IN_PROGRESS).iterdir()):
-        (directory / IN_PROGRESS).rmdir()
     return record
-
-
-def park_run(run: Path, directory: Path | None = None, drop_momentum: bool = False) -> dict:
-    """Copy an unfinished run's last checkpoint, config and thinned history to weights/in-progress/<run name>.
-
-    Safe while the run trains: the checkpoint is replaced atomically, so the copy is one whole checkpoint, and
-    the history is cut at that checkpoint's step, so a resume from the copy repeats no record. `drop_momentum`
-    halves the copy (checkpoint.drop_momentum) for a checkpoint that would not fit in weights/ otherwise.
-    """
-    directory = directory or weights_dir()
-    if (run / "metrics.json").exists():
-        raise WeightsError(f"{run} has finished; ship it instead of parking it")
-    if not (run / CHECKPOINT).exists():
-        raise WeightsError(f"{run} has no checkpoint yet (one is written after every epoch)")
-    read_state(run / CHECKPOINT)  # a damaged checkpoint is refused before anything is written
-    dest = directory / IN_PROGRESS / run.name
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / (CHECKPOINT + ".tmp")
-    shutil.copyfile(run / CHECKPOINT, tmp)  # the run may have replaced it since: read the state of the copy
-    state = drop_momentum_from(tmp) if drop_momentum else read_state(tmp)
-    tmp.replace(dest / CHECKPOINT)
-    atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())
-    events = [e for e in read_events(run / "events.jsonl")
-              if e.get("type") == "start" or e.get("step", 0) <= state["step"]]
-    write_events(dest / "events.jsonl", thin_history(events))
-    return {"path": dest, **state}
 
 
 # What a retired model's record keeps (beside these, its figures move under "retired"): what it was and how it

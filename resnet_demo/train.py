@@ -91,8 +91,8 @@ def _resume_settings(cfg: TrainConfig, out: Path) -> TrainConfig:
 
 def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
     """What the run's starts said of one field, in order, a value repeated by consecutive starts once ("A then
-    B then A"): a long run resumed on other machines (park) may have trained in bf16, then fp32, then bf16
-    again, and its record says so rather than suggest it ended in fp32."""
+    B then A"): a long run resumed on other machines may have trained in bf16, then fp32, then bf16 again,
+    and its record says so rather than suggest it ended in fp32."""
     starts = iter_type(latest_run(read_events(out / "events.jsonl")), "start")
     return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, starts) if v))
 
@@ -247,7 +247,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
              or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
     config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype)}
     ck_path = out / ckpt.FILENAME
-    resumed_from, momentum_restarted = None, False
+    resumed_from = None
     if cfg.resume and ck_path.is_file():
         saved = ckpt.read_state(ck_path).get("config", {})
         for key in ("depth", "plain", "shortcut", "preset", "seed", "subset"):
@@ -261,10 +261,6 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                                     f"checkpoint's, or use another --out")
         state = ckpt.load_checkpoint(ck_path, raw, optimizer)
         resumed_from = state["step"]
-        momentum_restarted = resumed_from in state.get("momentum_restarts", [])
-        if momentum_restarted and is_main:
-            print(f"--resume: the checkpoint in {out} holds no SGD momentum (park --drop-momentum); "
-                  f"it restarts from zero at step {resumed_from}", file=sys.stderr)
     elif cfg.resume:
         print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
     if is_main:
@@ -287,8 +283,7 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
           "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
           "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
           "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
-          "resumed_from_step": resumed_from, "momentum_restarted": momentum_restarted,
-          "time": time.time()})
+          "resumed_from_step": resumed_from, "time": time.time()})
 
     step = state["step"]
     elapsed_before = state["elapsed_s"]
@@ -397,12 +392,11 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
 
     if not is_main:
         return {"step": step}
-    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world,
-                   state.get("momentum_restarts", []))
+    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world)
 
 
-def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int,
-            momentum_restarts: list[int]) -> dict:
+def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int,
+            world: int) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
     result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
     sha = save_model(out / "model.safetensors", raw, arch)
@@ -422,8 +416,6 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
     }
     if "accuracy_flip_tta" in result:
         record["test_accuracy_flip_tta"] = result["accuracy_flip_tta"]
-    if momentum_restarts:  # resumed from a parked checkpoint without momentum: not one unbroken optimisation
-        record["momentum_restarts"] = momentum_restarts
     atomic_write_json(out / "metrics.json", record)
     emit({"type": "end", "status": "completed", "step": step, "elapsed_s": wall, "test_accuracy": result["accuracy"],
           "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})

@@ -63,8 +63,7 @@ def test_readme_states_the_size_of_weights():
     stated = re.search(r"`weights/` holds ([\d.]+) MB of shipped files; the largest is `test_images.npz` "
                        r"\(([\d.]+) MB\), the ([\d,]+) test images", text)
     assert stated, "README.md no longer says how big weights/ is"
-    # A long CPU run's resumable checkpoint may travel in weights/in-progress/ for a while: not shipped.
-    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file() and "in-progress" not in f.parts]
+    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file()]
     images = ROOT / "weights" / "test_images.npz"
     with np.load(images) as z:
         count = len(z["indices"])
