@@ -126,7 +126,9 @@ class Workspace:
 def build_weights_dir(directory: Path) -> tuple[Path, str]:
     from resnet_demo.model import Arch, CifarResNet
     from resnet_demo.paper import PRESET_DEPTHS
-    from resnet_demo.weights import save_model, shipped_models, weights_dir, write_manifest_entry
+    from resnet_demo.manifest import write_manifest_entry
+    from resnet_demo.registry import shipped_models, weights_dir
+    from resnet_demo.weights import save_model
 
     directory.mkdir(parents=True, exist_ok=True)
     shipped = shipped_models()

@@ -203,7 +203,7 @@ def cmd_evaluate(args) -> int:
     from .data import load_cifar10
     from .device import resolve_device
     from .evaluate import evaluate
-    from .weights import resolve
+    from .registry import resolve
 
     entry = resolve(args.weights)
     device = resolve_device(args.device)
@@ -222,24 +222,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def default_model_name() -> str:
-    from .weights import WeightsError, list_models
-
-    models = list_models()
-    residual = [m for m in models if not m.arch.plain]
-    if not models:
-        raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "
-                           "Train one with `python -m resnet_demo train --depth 20 --preset classroom`.")
-    best = max(residual or models, key=lambda m: m.test_accuracy or 0.0)
-    return best.name
-
-
 def cmd_predict(args) -> int:
     from .images import ImageError, load_input
     from .inference import probabilities, top_k
-    from .weights import resolve
+    from .registry import default_model, resolve
 
-    entry = resolve(args.model or default_model_name())
+    entry = resolve(args.model) if args.model else default_model()
     model = entry.load()
     failed = 0
     for path in args.images:
@@ -261,7 +249,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .weights import list_models, retired_models
+    from .registry import list_models, retired_models
 
     models, retired = list_models(), retired_models()
     if args.json:
@@ -281,15 +269,14 @@ def cmd_models(args) -> int:
 
 def _weights_size(size: int, if_over: str = "") -> str:
     """The budget sentence that ship and retire end with (with `if_over` appended when over it)."""
-    from .weights import BUDGET_BYTES
+    from .ship import BUDGET_BYTES
 
     return (f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
             + (if_over if size > BUDGET_BYTES else ""))
 
 
 def cmd_ship(args) -> int:
-    from .ship import ship_run
-    from .weights import size_bytes
+    from .ship import ship_run, size_bytes
 
     record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
                       download=False if args.no_download else None)
@@ -299,8 +286,7 @@ def cmd_ship(args) -> int:
 
 
 def cmd_retire(args) -> int:
-    from .ship import retire_model
-    from .weights import size_bytes
+    from .ship import retire_model, size_bytes
 
     before = size_bytes()
     record = retire_model(args.name, args.successor)

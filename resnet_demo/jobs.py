@@ -24,10 +24,10 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .events import Event, last, latest_attempt_end, read_events
 from .model import Arch
+from .registry import PACKAGE_ROOT, runs_dir
 from .recipes import RECIPES
 from .storage import atomic_write_json
 from .train import STOP_FILE
-from .weights import PACKAGE_ROOT, runs_dir
 
 ACTIVE_FILE = ".active.json"
 JOB_FILE = "job.json"

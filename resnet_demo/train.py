@@ -25,13 +25,13 @@ from . import checkpoint as ckpt
 from .device import autocast as amp_context
 from .device import hardware_name, precision_label, resolve_device, resolve_precision
 from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
-from .evaluate import evaluate, predictions_arrays
+from .evaluate import evaluate, save_predictions
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import Arch, CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
 from .recipes import WARMUP_110, Recipe, get_recipe
 from .storage import StorageError, atomic_write_json
-from .weights import WeightsError, save_model, save_predictions
+from .weights import WeightsError, save_model
 
 STOP_FILE = "STOP"
 
@@ -400,7 +400,7 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
     result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
     sha = save_model(out / "model.safetensors", raw, arch)
-    save_predictions(out / "preds.npz", predictions_arrays(result["probs"], test_split.labels))
+    save_predictions(out / "preds.npz", result["probs"], test_split.labels)
     record = {
         **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(raw),
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),

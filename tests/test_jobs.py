@@ -6,7 +6,7 @@ import json
 import pytest
 
 from resnet_demo import jobs
-from resnet_demo.weights import finished_runs
+from resnet_demo.registry import finished_runs
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from resnet_demo.paper import PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
-from resnet_demo.weights import read_manifest
+from resnet_demo.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = read_manifest(ROOT / "weights")  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says

@@ -10,8 +10,9 @@ import torch
 
 from resnet_demo import cli
 from resnet_demo.model import Arch, build_model
-from resnet_demo.weights import (BUDGET_BYTES, ENV_RUNS, ENV_WEIGHTS, WeightsError, finished_runs, list_models,
-                                 load_model, resolve, save_model, shipped_models, size_bytes)
+from resnet_demo.registry import ENV_RUNS, ENV_WEIGHTS, finished_runs, list_models, resolve, shipped_models
+from resnet_demo.ship import BUDGET_BYTES, size_bytes
+from resnet_demo.weights import WeightsError, load_model, save_model
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def test_ship_cli_says_how_much_of_the_budget_weights_uses(tiny_run, synthetic_d
     out = capsys.readouterr().out
     assert "shipped tiny: test accuracy" in out
     assert f"weights/ now holds {size_bytes(tmp_path / 'w') / 1e6:.1f} MB of its 30 MB budget\n" in out
-    monkeypatch.setattr("resnet_demo.weights.BUDGET_BYTES", 1000)  # a shipped model is far bigger
+    monkeypatch.setattr("resnet_demo.ship.BUDGET_BYTES", 1000)  # a shipped model is far bigger
     assert cli.main(["ship", str(tiny_run), "--name", "tiny", "--data-dir", str(synthetic_data_dir),
                      "--no-download"]) == 0
     assert "budget: over it, so ship with --fp16 or remove a superseded model" in capsys.readouterr().out
@@ -205,8 +206,9 @@ def twin_weights(weights_copy, tiny_run, synthetic_data_dir):
 
 def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, synthetic_data_dir, capsys):
     from resnet_demo.data import load_cifar10
-    from resnet_demo.ship import read_test_images, write_test_images
-    from resnet_demo.weights import retired_models, with_history
+    from resnet_demo.registry import retired_models, with_history
+    from resnet_demo.ship import update_test_images
+    from resnet_demo.testimages import read_test_images
 
     old = json.loads((twin_weights / "manifest.json").read_text())["models"]["resnet8"]
     before = size_bytes(twin_weights)
@@ -231,15 +233,15 @@ def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, syn
         resolve("resnet8")
     # the test images shrink to what the remaining model needs, exactly as if written from the test set
     kept = read_test_images(twin_weights)
-    write_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
+    update_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
     assert read_test_images(twin_weights).keys() == kept.keys()
     assert cli.main(["models"]) == 0
     assert "history only, for Fig. 6 (retired for resnet8-long)" in capsys.readouterr().out
 
 
 def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthetic_data_dir):
+    from resnet_demo.registry import retired_models
     from resnet_demo.ship import retire_model, ship_run
-    from resnet_demo.weights import retired_models
 
     manifest_before = (twin_weights / "manifest.json").read_bytes()
     with pytest.raises(WeightsError, match="no shipped model named 'resnet9'"):
