@@ -51,7 +51,8 @@ def gpu_rows(ws: Workspace, depths: list[int], log) -> list[Row]:
 
 def _run_until(ws: Workspace, depth: int, device: str, preset: str, goal: float, cap_s: float):
     from resnet_demo.data import load_cifar10  # noqa: F401  (import cost outside the timed call)
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.train import train
 
     state = {"reached": None, "best": 0.0, "epochs": 0}
     t0 = time.perf_counter()
@@ -75,7 +76,8 @@ def _run_until(ws: Workspace, depth: int, device: str, preset: str, goal: float,
 def cpu_classroom_row(ws: Workspace, log) -> Row:
     from resnet_demo.evaluate import evaluate
     from resnet_demo.recipes import get_recipe
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.train import train
 
     rid, name, target = "tta.cpu.classroom.r20", "CPU classroom ResNet-20: test accuracy in 5 min", ">= 75%"
     reason = _no_real_data(ws)

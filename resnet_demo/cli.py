@@ -7,24 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import signal
 import sys
 from pathlib import Path
 
-from .paper import PRESET_DEPTHS
-
-
-def _depth(text: str) -> int:
-    from .paper import blocks_per_stage
-
-    try:
-        depth = int(text)
-        blocks_per_stage(depth)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e) if "6n+2" in str(e) else f"depth must be an integer, got {text!r}")
-    return depth
+from .config import TrainConfig
 
 
 def _positive(text: str) -> int:
@@ -37,52 +25,16 @@ def _positive(text: str) -> int:
     return v
 
 
-def _minutes(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, 0 or more, got {text!r}")
-    return v
-
-
-def _arch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--depth", type=_depth, default=20, help=f"6n+2; the paper's: {', '.join(map(str, PRESET_DEPTHS))}")
-    p.add_argument("--plain", action="store_true", help="the plain twin: same layers, no shortcuts (Fig. 6)")
-    p.add_argument("--shortcut", choices=("A", "B"), default="A", help="A: zero-padded identity (paper); B: 1x1 projection")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnet_demo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="parameters, MACs and layer counts of an architecture")
-    _arch_args(p)
+    TrainConfig.add_arguments(p.add_argument_group("architecture"), only=("depth", "plain", "shortcut"))
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train on CIFAR-10 (CPU, one GPU, or torchrun for several)")
-    _arch_args(p)
-    p.add_argument("--preset", choices=("paper", "fast", "classroom"), default="classroom")
-    p.add_argument("--epochs", type=_positive)
-    p.add_argument("--batch-size", type=_positive, help="global batch; the lr is scaled linearly with it")
-    p.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
-    p.add_argument("--subset", type=_positive, help="train on a stratified subset of N images")
-    p.add_argument("--test-subset", type=_positive, help="per-epoch test curve on N test images (final eval uses all)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model: slow start; faster steps on CUDA and in CPU fp32, slower in CPU bf16")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32")
-    p.add_argument("--flip-tta", action="store_true", help="also report flip test-time augmentation (separately)")
-    p.add_argument("--data-dir", help="folder with train.npz/test.npz or cifar-10-batches-py")
-    p.add_argument("--no-download", action="store_true", help="never download the data set")
-    p.add_argument("--out", default="runs/latest", help="run folder: checkpoint, history, metrics")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--checkpoint-minutes", type=_minutes, default=10.0, metavar="M",
-                   help="also checkpoint mid-epoch every M minutes, so a killed run loses at most that (0: only "
-                        "after each epoch; default %(default)g)")
+    TrainConfig.add_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
@@ -171,16 +123,9 @@ class ProgressPrinter:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, TrainingError, train
+    from .train import TrainingError, train
 
-    cfg = TrainConfig(depth=args.depth, plain=args.plain, shortcut=args.shortcut, preset=args.preset,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, subset=args.subset,
-                      test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile,
-                      precision=args.precision,
-                      data_dir=args.data_dir, out=args.out, resume=args.resume,
-                      checkpoint_minutes=args.checkpoint_minutes,
-                      download=False if args.no_download else None, flip_tta=args.flip_tta,
-                      command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
+    cfg = TrainConfig.from_namespace(args, command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
     stop = {"requested": False}
 
     def on_signal(signum, _frame):

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .config import TrainConfig
 from .events import Event, last, latest_attempt_end, read_events
 from .model import Arch
 from .registry import PACKAGE_ROOT, runs_dir
-from .recipes import RECIPES
 from .storage import atomic_write_json
 from .train import STOP_FILE
 
@@ -41,46 +41,6 @@ _children: dict[int, subprocess.Popen] = {}  # our own child processes, polled s
 
 class JobError(RuntimeError):
     """A job could not be started, resumed or stopped; the message says why and what to do."""
-
-
-@dataclass
-class JobSettings:
-    """What the Train page asks for; turned into CLI arguments (the CLI validates them again)."""
-
-    depth: int = 20
-    plain: bool = False
-    shortcut: str = "A"
-    preset: str = "classroom"
-    epochs: int | None = None
-    subset: int | None = None
-    test_subset: int | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    seed: int = 0
-
-    def validate(self) -> Arch:
-        arch = Arch(self.depth, self.plain, self.shortcut)  # ValueError with the 6n+2 message
-        if self.preset not in RECIPES:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(RECIPES)}")
-        for name in ("epochs", "subset", "test_subset", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name.replace('_', ' ')} must be a positive whole number, got {value!r}")
-        batch = self.batch_size or RECIPES[self.preset].batch_size
-        if self.subset is not None and self.subset < batch:
-            raise ValueError(f"a subset of {self.subset} images is smaller than one batch ({batch}); "
-                             f"use at least {batch} images")
-        return arch
-
-    def args(self) -> list[str]:
-        out = ["--depth", str(self.depth), "--shortcut", self.shortcut, "--preset", self.preset,
-               "--device", self.device, "--seed", str(self.seed)]
-        if self.plain:
-            out.append("--plain")
-        for name in ("epochs", "subset", "test_subset", "batch_size"):
-            if getattr(self, name) is not None:
-                out += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
-        return out
 
 
 @dataclass
@@ -243,17 +203,17 @@ def _launch(runs: Path, run_id: str, args: list[str]) -> None:
                                            "created": time.time()})
 
 
-def start(settings: JobSettings, runs: Path | None = None) -> str:
+def start(cfg: TrainConfig, runs: Path | None = None) -> str:
     """Start a fresh run; returns its id. JobError if a job is running, ValueError for bad settings."""
-    arch = settings.validate()
+    arch = cfg.validate()
     runs = runs_path(runs)
     with _start_lock:
         run_id = new_run_id(arch, runs)
         _acquire(runs, run_id)
         try:
-            args = settings.args()
+            args = cfg.to_args(run_only=True)
             (runs / run_id).mkdir(parents=True, exist_ok=False)
-            atomic_write_json(runs / run_id / JOB_FILE, {"args": args, "settings": settings.__dict__,
+            atomic_write_json(runs / run_id / JOB_FILE, {"args": args, "settings": cfg.run_settings(),
                                                          "created": time.time()})
             _launch(runs, run_id, args)
         except BaseException:
@@ -269,9 +229,7 @@ def _resume_args(out: Path) -> list[str]:
     cfg = _read_json(out / "config.json")  # a run started from a terminal
     if not cfg:
         raise JobError(f"{out} has no job.json or config.json: cannot tell how it was started")
-    keys = {k: cfg.get(k) for k in ("depth", "plain", "shortcut", "preset", "epochs", "subset", "test_subset",
-                                    "batch_size", "seed")}
-    return JobSettings(**keys, device=cfg.get("device") or "auto").args()
+    return TrainConfig.from_json(cfg).to_args(run_only=True)
 
 
 def resume(run_id: str, runs: Path | None = None) -> str:
@@ -348,11 +306,10 @@ def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = Fal
     start_ev = last(events, "start")
     label = (start_ev or {}).get("label", "")
     if not label:
-        job = _read_json(out / JOB_FILE) or _read_json(out / "config.json") or {}
-        s = job.get("settings", job)
+        job = _read_json(out / JOB_FILE) or {}
         try:
-            label = Arch(int(s["depth"]), bool(s.get("plain")), s.get("shortcut", "A")).label
-        except (KeyError, TypeError, ValueError):
+            label = TrainConfig.from_json(job.get("settings") or _read_json(out / "config.json") or {}).arch.label
+        except (TypeError, ValueError):
             label = run_id
     end = latest_attempt_end(events)  # of the latest launch, if it has one
     if lock and lock.get("run_id") == run_id:

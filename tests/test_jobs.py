@@ -6,6 +6,7 @@ import json
 import pytest
 
 from resnet_demo import jobs
+from resnet_demo.config import TrainConfig
 from resnet_demo.registry import finished_runs
 
 pytestmark = pytest.mark.timeout(600)
@@ -22,10 +23,10 @@ def runs(tmp_path, monkeypatch, synthetic_data_dir):
 
 
 def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=500), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=500), runs)
     assert jobs.active(runs)["run_id"] == run_id
     with pytest.raises(jobs.JobError, match="already running"):
-        jobs.start(jobs.JobSettings(**TINY, epochs=1), runs)
+        jobs.start(TrainConfig(**TINY, epochs=1), runs)
     with pytest.raises(jobs.JobError, match="already running"):
         jobs.resume(run_id, runs)
     s = jobs.wait(run_id, runs, until=lambda s: s.last("step") is not None, timeout=180)
@@ -50,7 +51,7 @@ def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
 
 
 def test_finished_run_is_listed_everywhere(runs):
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=2, plain=True), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=2, plain=True), runs)
     s = jobs.wait(run_id, runs, timeout=300)
     assert s.state == "completed", s.message
     assert s.progress == 1.0 and len([e for e in s.events if e["type"] == "epoch"]) == 2
@@ -63,7 +64,7 @@ def test_finished_run_is_listed_everywhere(runs):
 def test_a_failed_run_says_why(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_DEMO_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.chdir(tmp_path)  # so ./data is not found either
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=1), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=1), runs)
     s = jobs.wait(run_id, runs, timeout=180)
     assert s.state == "failed"
     assert "CIFAR-10 not found" in s.message
@@ -81,19 +82,21 @@ def test_stale_lock_is_cleared(runs):
 
 def test_settings_are_validated_before_anything_starts(runs):
     with pytest.raises(ValueError, match="6n\\+2"):
-        jobs.start(jobs.JobSettings(depth=21), runs)
+        jobs.start(TrainConfig(depth=21), runs)
     with pytest.raises(ValueError, match="smaller than one batch"):
-        jobs.start(jobs.JobSettings(depth=8, subset=10, batch_size=32), runs)
+        jobs.start(TrainConfig(depth=8, subset=10, batch_size=32), runs)
     assert not runs.exists() or not any(runs.iterdir())
 
 
 def test_settings_become_cli_arguments():
-    args = jobs.JobSettings(depth=56, plain=True, preset="fast", epochs=3, subset=5000, device="cpu").args()
+    cfg = TrainConfig(depth=56, plain=True, preset="fast", epochs=3, subset=5000, device="cpu")
+    args = cfg.to_args(run_only=True)
     from resnet_demo.cli import build_parser
 
     ns = build_parser().parse_args(["train", *args])
     assert (ns.depth, ns.plain, ns.preset, ns.epochs, ns.subset, ns.device) == (56, True, "fast", 3, 5000, "cpu")
     assert ns.test_subset is None and ns.batch_size is None
+    assert TrainConfig.from_args(args) == cfg
 
 
 def test_last_error_reads_only_the_latest_launch(tmp_path):

@@ -16,10 +16,11 @@ from resnet_demo import checkpoint as ckpt
 from resnet_demo import device as device_mod
 from resnet_demo import recipes, storage
 from resnet_demo import train as train_mod
+from resnet_demo.config import TrainConfig
 from resnet_demo.events import epochs as epoch_rows
 from resnet_demo.events import read_events
 from resnet_demo.recipes import RECIPES, get_recipe
-from resnet_demo.train import TrainConfig, TrainingError, train
+from resnet_demo.train import TrainingError, train
 
 # The tiny_run fixture's settings (conftest.py): 640 synthetic images, batch 64 -> 10 steps per epoch, 2 epochs.
 TINY = dict(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu", download=False)
@@ -221,8 +222,8 @@ def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, s
         assert (out / ckpt.FILENAME).read_bytes() == before, "a refused resume touched the checkpoint"
     # On a GPU (none here: the settings alone) the fast preset doubles its batch to 512, with lr 0.4; a resume
     # takes the checkpoint's schedule instead.
-    gpu = train_mod._resume_settings(cfg(synthetic_data_dir, out, resume=True, preset="fast", epochs=None,
-                                         batch_size=None), out)
+    gpu = cfg(synthetic_data_dir, out, resume=True, preset="fast", epochs=None,
+              batch_size=None).with_schedule_of(ckpt.read_state(out / ckpt.FILENAME)["config"])
     assert get_recipe("fast", "cuda").batch_size == 512
     r = get_recipe(gpu.preset, "cuda", gpu.epochs, gpu.batch_size, gpu.lr)
     assert (r.epochs, r.batch_size, r.lr) == (2, 64, pytest.approx(0.075))
@@ -335,8 +336,12 @@ def test_cuda_without_cuda_is_a_clear_error(synthetic_data_dir, tmp_path):
 
 
 def test_too_few_images_for_a_batch(synthetic_data_dir, tmp_path):
-    with pytest.raises(TrainingError, match="only 40 training images for a batch of 64"):
+    with pytest.raises(TrainingError, match=r"a subset of 40 images is smaller than one batch \(64\)"):
         train(cfg(synthetic_data_dir, tmp_path / "r", subset=40))
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    # The data set itself can be smaller than the batch (the synthetic one holds 640 training images).
+    with pytest.raises(TrainingError, match="only 640 training images for a batch of 1000"):
+        train(cfg(synthetic_data_dir, tmp_path / "r", batch_size=1000))
 
 
 # ---------------------------------------------------------------- precision
@@ -353,6 +358,8 @@ def test_precision_resolution(monkeypatch):
     assert device_mod.resolve_precision("auto", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         device_mod.resolve_precision("fp8", cpu)
+    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):  # refused before anything is written
+        train(TrainConfig(precision="fp8", out="/nonexistent/never-written"))
 
 
 def test_native_bf16_probe_never_raises(monkeypatch):
