@@ -60,7 +60,8 @@ def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: 
     """One real train() run, timed from the call: when the per-epoch test accuracy first reached `goal`, each
     epoch's accuracy and wall time, which step ran. Stopped at `deadline` (perf_counter), or at the goal if asked."""
     from resnet_demo.data import load_cifar10  # noqa: F401  (import cost outside the timed call)
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.train import train
 
     r = {"depth": depth, "preset": preset, "goal": goal, "reached_s": None, "reached_epoch": None,
          "reached_acc": None, "best_acc": 0.0, "history": [], "step_path": None, "step_fallback": None,
@@ -94,7 +95,8 @@ def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: 
 def cpu_classroom_row(ws: Workspace, log) -> Row:
     from resnet_demo.evaluate import evaluate
     from resnet_demo.recipes import get_recipe
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.train import train
 
     rid, name, target = "tta.cpu.classroom.r20", "CPU classroom ResNet-20: test accuracy in 5 min", ">= 75%"
     reason = _no_real_data(ws)

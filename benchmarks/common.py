@@ -41,18 +41,9 @@ def skipped(id: str, row: str, unit: str, target: str, reason: str) -> Row:
     return Row(id, row, None, unit, target, None, f"skipped: {reason}")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
+    from resnet_demo.device import cpu_model, gpu_summary
+
     info = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -61,7 +52,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "gpu": None,
+        "gpu": gpu_summary(),
     }
     try:
         import torchvision
@@ -69,9 +60,7 @@ def machine() -> dict:
         info["torchvision"] = torchvision.__version__
     except ImportError:
         pass
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        info["gpu"] = f"{torch.cuda.device_count()} x {p.name} ({p.total_memory / 2**30:.0f} GiB)"
+    if info["gpu"]:
         info["cuda"] = torch.version.cuda
     return info
 
@@ -137,7 +126,9 @@ class Workspace:
 def build_weights_dir(directory: Path) -> tuple[Path, str]:
     from resnet_demo.model import Arch, CifarResNet
     from resnet_demo.paper import PRESET_DEPTHS
-    from resnet_demo.weights import save_model, shipped_models, weights_dir, write_manifest_entry
+    from resnet_demo.manifest import write_manifest_entry
+    from resnet_demo.registry import shipped_models, weights_dir
+    from resnet_demo.weights import save_model
 
     directory.mkdir(parents=True, exist_ok=True)
     shipped = shipped_models()

@@ -18,7 +18,8 @@ PHOTO_SIZE = (1024, 768)
 
 
 def _models(ws: Workspace) -> tuple[dict[int, torch.nn.Module], str]:
-    from resnet_demo.weights import load_model, shipped_models
+    from resnet_demo.registry import shipped_models
+    from resnet_demo.weights import load_model
 
     directory, note = ws.weights()
     by_depth = {}

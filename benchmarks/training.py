@@ -78,7 +78,9 @@ def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[flo
 
 def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows,
                     step: str = "auto") -> tuple[float, dict]:
-    from resnet_demo.train import TrainConfig, precision_label, resolve_precision, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.device import precision_label, resolve_precision
+    from resnet_demo.train import train
 
     data_dir, data_note = ws.data_dir()
     clock = WindowClock(w, device)

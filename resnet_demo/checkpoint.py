@@ -12,56 +12,48 @@ from pathlib import Path
 import torch
 
 from .storage import atomic_write_bytes
-from .weights import WeightsError, read_header, state_tensors
+from .weights import WeightsError, read_file_header, read_header, safetensors_bytes, state_tensors
 
 FORMAT = "resnet-demo-checkpoint/1"
 FILENAME = "checkpoint.safetensors"
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    from safetensors.torch import save
-
     tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for i, p in enumerate(params):
         buf = optimizer.state.get(p, {}).get("momentum_buffer")
         if buf is not None:
             tensors[f"momentum.{i}"] = buf.detach().to("cpu").contiguous()
-    atomic_write_bytes(path, save(tensors, metadata={"format": FORMAT, "state": json.dumps(state)}))
+    atomic_write_bytes(path, safetensors_bytes(tensors, {"format": FORMAT, "state": json.dumps(state)}))
 
 
-def read_state(path: str | os.PathLike) -> dict:
-    """The loop state (with the run's config) alone, to check a resume's settings before touching the model."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else 0
-        header = read_header(head + f.read(min(n, 100_000_000)), str(path))
-    meta = header.get("__metadata__", {})
-    if meta.get("format") != FORMAT:
-        raise WeightsError(f"{path} is not a training checkpoint of this project")
-    return json.loads(meta["state"])
-
-
-def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(loop state, tensors) of a whole checkpoint file; WeightsError if it is not one of ours or is damaged."""
-    from safetensors.torch import load
-
-    data = path.read_bytes()
-    header = read_header(data, str(path))
+def _state(header: dict, path: Path) -> dict:
     meta = header.get("__metadata__", {})
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a training checkpoint of this project")
     try:
-        return json.loads(meta["state"]), load(data)
-    except Exception as e:
+        return json.loads(meta["state"])
+    except (KeyError, ValueError) as e:
         raise WeightsError(f"{path} is corrupt: {e}") from e
+
+
+def read_state(path: str | os.PathLike) -> dict:
+    """The loop state (with the run's config) alone, to check a resume's settings before touching the model."""
+    return _state(read_file_header(path), Path(path))
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer in place; returns the loop state. Raises WeightsError on a bad file."""
+    from safetensors.torch import load
+
     path = Path(path)
-    state, tensors = _read(path)
+    data = path.read_bytes()
+    state = _state(read_header(data, str(path)), path)
+    try:
+        tensors = load(data)
+    except Exception as e:
+        raise WeightsError(f"{path} is corrupt: {e}") from e
     raw = getattr(getattr(model, "_orig_mod", model), "module", getattr(model, "_orig_mod", model))
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -72,24 +64,4 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     for i, p in enumerate(params):
         if f"momentum.{i}" in tensors:
             optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].to(p.device, p.dtype)
-    return state
-
-
-def drop_momentum(path: str | os.PathLike) -> dict:
-    """Rewrite a checkpoint without SGD's momentum buffers, which are half of it; returns the new loop state.
-
-    The weights, BN statistics and loop position stay exact. A resume then starts the momentum from zero, and
-    the step is recorded in the state (`momentum_restarts`), so the finished run says that it was not one
-    unbroken optimisation. With momentum 0.9 the buffer is an average over about ten steps, so the restart is
-    forgotten within tens of the thousands of steps of a long run; what it buys is a 110-layer checkpoint of
-    7.0 MB instead of 13.9, small enough to travel in weights/ beside the shipped models.
-    """
-    from safetensors.torch import save
-
-    path = Path(path)
-    state, tensors = _read(path)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("momentum.")}
-    if state["step"] not in state.get("momentum_restarts", []):
-        state["momentum_restarts"] = [*state.get("momentum_restarts", []), state["step"]]
-    atomic_write_bytes(path, save(tensors, metadata={"format": FORMAT, "state": json.dumps(state)}))
     return state

@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire | park`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -7,25 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import signal
 import sys
 from pathlib import Path
 
-from .paper import PRESET_DEPTHS
-from .recipes import RECIPES
-
-
-def _depth(text: str) -> int:
-    from .paper import blocks_per_stage
-
-    try:
-        depth = int(text)
-        blocks_per_stage(depth)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e) if "6n+2" in str(e) else f"depth must be an integer, got {text!r}")
-    return depth
+from .config import TrainConfig
 
 
 def _positive(text: str) -> int:
@@ -38,56 +25,16 @@ def _positive(text: str) -> int:
     return v
 
 
-def _minutes(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, 0 or more, got {text!r}")
-    return v
-
-
-def _arch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--depth", type=_depth, default=20, help=f"6n+2; the paper's: {', '.join(map(str, PRESET_DEPTHS))}")
-    p.add_argument("--plain", action="store_true", help="the plain twin: same layers, no shortcuts (Fig. 6)")
-    p.add_argument("--shortcut", choices=("A", "B"), default="A", help="A: zero-padded identity (paper); B: 1x1 projection")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnet_demo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="parameters, MACs and layer counts of an architecture")
-    _arch_args(p)
+    TrainConfig.add_arguments(p.add_argument_group("architecture"), only=("depth", "plain", "shortcut"))
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train on CIFAR-10 (CPU, one GPU, or torchrun for several)")
-    _arch_args(p)
-    p.add_argument("--preset", choices=tuple(RECIPES), default="classroom",
-                   help="the training recipe (recipes.py); table6: the fast one, as long as each depth needs")
-    p.add_argument("--epochs", type=_positive)
-    p.add_argument("--batch-size", type=_positive, help="global batch; the lr is scaled linearly with it")
-    p.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
-    p.add_argument("--subset", type=_positive, help="train on a stratified subset of N images")
-    p.add_argument("--test-subset", type=_positive, help="per-epoch test curve on N test images (final eval uses all)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (CPU only): slow start; faster steps in CPU fp32, slower in CPU bf16")
-    p.add_argument("--step", choices=("auto", "eager", "graph"), default="auto",
-                   help="auto: the whole training step replayed as one CUDA graph on a GPU (eager if capture fails, "
-                        "or under DDP), eager on the CPU")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32")
-    p.add_argument("--flip-tta", action="store_true", help="also report flip test-time augmentation (separately)")
-    p.add_argument("--data-dir", help="folder with train.npz/test.npz or cifar-10-batches-py")
-    p.add_argument("--no-download", action="store_true", help="never download the data set")
-    p.add_argument("--out", default="runs/latest", help="run folder: checkpoint, history, metrics")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--checkpoint-minutes", type=_minutes, default=10.0, metavar="M",
-                   help="also checkpoint mid-epoch every M minutes, so a killed run loses at most that (0: only "
-                        "after each epoch; default %(default)g)")
+    TrainConfig.add_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
@@ -120,11 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="successor", required=True, metavar="NAME",
                    help="the shipped model that supersedes it, e.g. resnet20-e100")
 
-    p = sub.add_parser("park", help="copy an unfinished run's last checkpoint into weights/in-progress/, to commit "
-                                    "it so the run can resume on another machine (safe while it trains)")
-    p.add_argument("run", help="a run folder with a checkpoint, e.g. runs/resnet56-e100")
-    p.add_argument("--drop-momentum", action="store_true",
-                   help="leave out SGD's momentum (half the checkpoint); the resumed run restarts it from zero")
     return parser
 
 
@@ -181,16 +123,9 @@ class ProgressPrinter:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, TrainingError, train
+    from .train import TrainingError, train
 
-    cfg = TrainConfig(depth=args.depth, plain=args.plain, shortcut=args.shortcut, preset=args.preset,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, subset=args.subset,
-                      test_subset=args.test_subset, device=args.device, seed=args.seed, compile=args.compile, step=args.step,
-                      precision=args.precision,
-                      data_dir=args.data_dir, out=args.out, resume=args.resume,
-                      checkpoint_minutes=args.checkpoint_minutes,
-                      download=False if args.no_download else None, flip_tta=args.flip_tta,
-                      command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
+    cfg = TrainConfig.from_namespace(args, command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
     stop = {"requested": False}
 
     def on_signal(signum, _frame):
@@ -209,24 +144,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _device(name: str):
-    import torch
-
-    dev = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-    if dev.type == "cuda" and not torch.cuda.is_available():  # else a driver traceback instead of "error: ..."
-        raise ValueError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-    return dev
-
-
 def cmd_evaluate(args) -> int:
     from .data import load_cifar10
+    from .device import resolve_device
     from .evaluate import evaluate
-    from .weights import resolve
+    from .registry import resolve
 
     entry = resolve(args.weights)
-    model = entry.load(_device(args.device))
+    device = resolve_device(args.device)
+    model = entry.load(device)
     data = load_cifar10(args.data_dir, download=False if args.no_download else None)
-    result = evaluate(model, data.test, _device(args.device), flip_tta=args.flip_tta)
+    result = evaluate(model, data.test, device, flip_tta=args.flip_tta)
     result.pop("probs")
     result["model"] = entry.name
     if args.json:
@@ -239,24 +167,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def default_model_name() -> str:
-    from .weights import WeightsError, list_models
-
-    models = list_models()
-    residual = [m for m in models if not m.arch.plain]
-    if not models:
-        raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "
-                           "Train one with `python -m resnet_demo train --depth 20 --preset classroom`.")
-    best = max(residual or models, key=lambda m: m.test_accuracy or 0.0)
-    return best.name
-
-
 def cmd_predict(args) -> int:
     from .images import ImageError, load_input
     from .inference import probabilities, top_k
-    from .weights import resolve
+    from .registry import default_model, resolve
 
-    entry = resolve(args.model or default_model_name())
+    entry = resolve(args.model) if args.model else default_model()
     model = entry.load()
     failed = 0
     for path in args.images:
@@ -278,7 +194,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .weights import list_models, retired_models
+    from .registry import list_models, retired_models
 
     models, retired = list_models(), retired_models()
     if args.json:
@@ -297,16 +213,15 @@ def cmd_models(args) -> int:
 
 
 def _weights_size(size: int, if_over: str = "") -> str:
-    """The budget sentence that ship, retire and park end with (with `if_over` appended when over it)."""
-    from .weights import BUDGET_BYTES
+    """The budget sentence that ship and retire end with (with `if_over` appended when over it)."""
+    from .ship import BUDGET_BYTES
 
     return (f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
             + (if_over if size > BUDGET_BYTES else ""))
 
 
 def cmd_ship(args) -> int:
-    from .ship import ship_run
-    from .weights import size_bytes
+    from .ship import ship_run, size_bytes
 
     record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
                       download=False if args.no_download else None)
@@ -316,8 +231,7 @@ def cmd_ship(args) -> int:
 
 
 def cmd_retire(args) -> int:
-    from .ship import retire_model
-    from .weights import size_bytes
+    from .ship import retire_model, size_bytes
 
     before = size_bytes()
     record = retire_model(args.name, args.successor)
@@ -327,24 +241,8 @@ def cmd_retire(args) -> int:
     return 0
 
 
-def cmd_park(args) -> int:
-    from .ship import park_run
-    from .weights import size_bytes
-
-    run = Path(args.run)
-    state = park_run(run, drop_momentum=args.drop_momentum)
-    where = (f"after epoch {state['epoch']}" if not state["batch"]
-             else f"in epoch {state['epoch'] + 1}, after batch {state['batch']}")
-    print(f"parked {run} {where} (step {state['step']}{', without momentum' if args.drop_momentum else ''}) "
-          f"in {state['path']}; " + _weights_size(size_bytes(), ": over it, so do not commit it there"
-                                                   + ("" if args.drop_momentum else " (--drop-momentum halves it)")))
-    print(f"to continue elsewhere: copy {state['path']} to {run} and run the same train command with --resume; "
-          f"shipping the finished run removes the parked copy")
-    return 0
-
-
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire, "park": cmd_park}
+            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,17 @@
 """Test-set evaluation: accuracy, per-class accuracy, confusion matrix, and every image's prediction."""
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data import DeviceLoader, Split, eval_batch_size
 from .paper import CLASSES
+from .storage import atomic_write_bytes
 
 
 @torch.inference_mode()
@@ -58,6 +63,17 @@ def evaluate(model: torch.nn.Module, split: Split, device: str | torch.device = 
     return result
 
 
-def predictions_arrays(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The compact per-image record shipped with each model (about 200 kB for 10,000 images)."""
-    return {"labels": labels.astype(np.uint8), "pred": probs.argmax(1).astype(np.uint8), "probs": probs.astype(np.float16)}
+def save_predictions(path: str | os.PathLike, probs: np.ndarray, labels: np.ndarray) -> None:
+    """The compact per-image record kept with each model (preds.npz, about 200 kB for 10,000 images)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, labels=labels.astype(np.uint8), pred=probs.argmax(1).astype(np.uint8),
+                        probs=probs.astype(np.float16))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_predictions(path: str | os.PathLike | None) -> dict[str, np.ndarray] | None:
+    """{"labels", "pred", "probs"} of a preds.npz, or None when there is none."""
+    if path is None or not Path(path).is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -6,11 +6,15 @@ second tab or a server restart neither blocks on it nor kills it. Everything a p
   a lock whose process has gone is stale and is cleared by whoever looks next;
 - `<runs>/<id>/events.jsonl` is the live progress (events.py), `train.log` the process's stdout/stderr,
   `job.json` the command line (for Resume), `STOP` a stop request the trainer checks every step.
-No Streamlit here: the Train page and the tests drive the same functions.
+A runs folder that is full or not writable gives a JobError that says so, without the server's paths; the
+details go to the server's log. No Streamlit here: the Train page and the tests drive the same functions.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import re
 import signal
@@ -22,18 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .events import Event
+from .config import TrainConfig
+from .events import Event, last, latest_attempt_end, read_events
 from .model import Arch
-from .recipes import RECIPES
+from .registry import PACKAGE_ROOT, runs_dir
 from .storage import atomic_write_json
 from .train import STOP_FILE
-from .weights import PACKAGE_ROOT, runs_dir
 
 ACTIVE_FILE = ".active.json"
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
 LAUNCH_MARK = "=== launched "      # a line in train.log before each (re)start; errors are read after the last one
 LAUNCH_GRACE_S = 60.0              # a lock without a pid yet (process being spawned) counts as alive this long
+UNREADABLE_GRACE_S = 5.0           # an unreadable lock is being written this long at most; older, it is debris
+
+log = logging.getLogger("resnet_demo.jobs")
 
 _start_lock = threading.Lock()     # tabs of one server are threads: serialise start/resume
 _children: dict[int, subprocess.Popen] = {}  # our own child processes, polled so none lingers as a zombie
@@ -41,46 +48,6 @@ _children: dict[int, subprocess.Popen] = {}  # our own child processes, polled s
 
 class JobError(RuntimeError):
     """A job could not be started, resumed or stopped; the message says why and what to do."""
-
-
-@dataclass
-class JobSettings:
-    """What the Train page asks for; turned into CLI arguments (the CLI validates them again)."""
-
-    depth: int = 20
-    plain: bool = False
-    shortcut: str = "A"
-    preset: str = "classroom"
-    epochs: int | None = None
-    subset: int | None = None
-    test_subset: int | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    seed: int = 0
-
-    def validate(self) -> Arch:
-        arch = Arch(self.depth, self.plain, self.shortcut)  # ValueError with the 6n+2 message
-        if self.preset not in RECIPES:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(RECIPES)}")
-        for name in ("epochs", "subset", "test_subset", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name.replace('_', ' ')} must be a positive whole number, got {value!r}")
-        batch = self.batch_size or RECIPES[self.preset].batch_size
-        if self.subset is not None and self.subset < batch:
-            raise ValueError(f"a subset of {self.subset} images is smaller than one batch ({batch}); "
-                             f"use at least {batch} images")
-        return arch
-
-    def args(self) -> list[str]:
-        out = ["--depth", str(self.depth), "--shortcut", self.shortcut, "--preset", self.preset,
-               "--device", self.device, "--seed", str(self.seed)]
-        if self.plain:
-            out.append("--plain")
-        for name in ("epochs", "subset", "test_subset", "batch_size"):
-            if getattr(self, name) is not None:
-                out += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
-        return out
 
 
 @dataclass
@@ -92,7 +59,7 @@ class RunStatus:
     state: str
     events: list[Event] = field(default_factory=list)
     label: str = ""
-    message: str = ""          # the end message, or the last error line of the log
+    message: str = ""          # the end message, the log's error line, or what became of a vanished trainer
     pid: int | None = None
 
     @property
@@ -108,7 +75,7 @@ class RunStatus:
         return not self.active and self.state != "completed" and self.has_checkpoint
 
     def last(self, kind: str) -> Event | None:
-        return next((e for e in reversed(self.events) if e.get("type") == kind), None)
+        return last(self.events, kind)
 
     @property
     def progress(self) -> float:
@@ -174,20 +141,23 @@ def active(runs: Path | None = None) -> dict | None:
     path = runs_path(runs) / ACTIVE_FILE
     lock = _read_json(path)
     if lock is None:
-        if path.exists() and time.time() - path.stat().st_mtime > LAUNCH_GRACE_S:
-            path.unlink(missing_ok=True)  # unreadable and old: a crash mid-write
+        with contextlib.suppress(OSError):
+            if path.exists() and time.time() - path.stat().st_mtime > UNREADABLE_GRACE_S:
+                path.unlink(missing_ok=True)  # unreadable and old: a server that died mid-write
         return None
     if _lock_alive(lock):
         return lock
     if _read_json(path) == lock:  # still the same stale record
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
     return None
 
 
 def _acquire(runs: Path, run_id: str) -> None:
+    """Take the job lock for `run_id`: created with O_EXCL and written at once, or not left behind at all."""
     runs.mkdir(parents=True, exist_ok=True)
     path = runs / ACTIVE_FILE
-    record = {"run_id": run_id, "pid": None, "server_pid": os.getpid(), "created": time.time()}
+    record = json.dumps({"run_id": run_id, "pid": None, "server_pid": os.getpid(), "created": time.time()})
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -197,17 +167,45 @@ def _acquire(runs: Path, run_id: str) -> None:
                 raise JobError(f"a training job is already running (run {current['run_id']}); stop it first "
                                f"or watch it on the Train page") from None
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
+        try:
+            os.write(fd, record.encode())
+        except BaseException:  # an empty lock would block every Start until it is old enough to clear
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        finally:
+            os.close(fd)
         return
-    raise JobError(f"could not take the job lock {path}; if no job is running, delete that file")
+    raise JobError("another training job is being started at this moment; try again in a few seconds")
 
 
 def _release(runs: Path, run_id: str) -> None:
     path = runs / ACTIVE_FILE
     lock = _read_json(path)
     if lock is not None and lock.get("run_id") == run_id:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # what cannot be removed is cleared as stale later
+            path.unlink(missing_ok=True)
+
+
+def _storage_error(action: str, e: OSError) -> JobError:
+    """A failure to write the runs folder, said in a person's words: no server path, no raw exception text
+    (those go to the server's log)."""
+    log.warning("could not %s", action, exc_info=e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the server's disk is full. Free some space (old runs can go) and try again"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "the server may not write to its runs folder. Whoever runs the server can fix its permissions"
+    else:
+        why = "the runs folder could not be written. The server's log has the details"
+    return JobError(f"Could not {action}: {why}.")
+
+
+@contextlib.contextmanager
+def _storage(action: str):
+    try:
+        yield
+    except OSError as e:
+        raise _storage_error(action, e) from None
 
 
 # ---------------------------------------------------------------- start / resume / stop
@@ -230,30 +228,36 @@ def _launch(runs: Path, run_id: str, args: list[str]) -> None:
     cmd = [sys.executable, "-m", "resnet_demo", "train", *args, "--out", str(out), "--quiet"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-    with open(out / LOG_FILE, "a", encoding="utf-8") as log:
-        log.write(f"{LAUNCH_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
-        log.flush()
+    with open(out / LOG_FILE, "a", encoding="utf-8") as log_file:
+        log_file.write(f"{LAUNCH_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
+        log_file.flush()
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env)
-        except OSError as e:
-            raise JobError(f"could not start the training process: {e}") from e
+        except OSError:
+            log.warning("could not start %s", cmd, exc_info=True)
+            raise JobError("Could not start the training process. The server's log has the details.") from None
     _children[proc.pid] = proc
-    atomic_write_json(runs / ACTIVE_FILE, {"run_id": run_id, "pid": proc.pid, "server_pid": os.getpid(),
-                                           "created": time.time()})
+    try:
+        atomic_write_json(runs / ACTIVE_FILE, {"run_id": run_id, "pid": proc.pid, "server_pid": os.getpid(),
+                                               "created": time.time()})
+    except BaseException:  # a trainer the lock does not name could run beside a second job: it goes
+        proc.kill()
+        proc.wait()
+        raise
 
 
-def start(settings: JobSettings, runs: Path | None = None) -> str:
+def start(cfg: TrainConfig, runs: Path | None = None) -> str:
     """Start a fresh run; returns its id. JobError if a job is running, ValueError for bad settings."""
-    arch = settings.validate()
+    arch = cfg.validate()
     runs = runs_path(runs)
-    with _start_lock:
+    with _start_lock, _storage("start the training job"):
         run_id = new_run_id(arch, runs)
         _acquire(runs, run_id)
         try:
-            args = settings.args()
+            args = cfg.to_args(run_only=True)
             (runs / run_id).mkdir(parents=True, exist_ok=False)
-            atomic_write_json(runs / run_id / JOB_FILE, {"args": args, "settings": settings.__dict__,
+            atomic_write_json(runs / run_id / JOB_FILE, {"args": args, "settings": cfg.run_settings(),
                                                          "created": time.time()})
             _launch(runs, run_id, args)
         except BaseException:
@@ -268,10 +272,8 @@ def _resume_args(out: Path) -> list[str]:
         return [str(a) for a in job["args"]]
     cfg = _read_json(out / "config.json")  # a run started from a terminal
     if not cfg:
-        raise JobError(f"{out} has no job.json or config.json: cannot tell how it was started")
-    keys = {k: cfg.get(k) for k in ("depth", "plain", "shortcut", "preset", "epochs", "subset", "test_subset",
-                                    "batch_size", "seed")}
-    return JobSettings(**keys, device=cfg.get("device") or "auto").args()
+        raise JobError(f"run {out.name} has no job.json or config.json: cannot tell how it was started")
+    return TrainConfig.from_json(cfg).to_args(run_only=True)
 
 
 def resume(run_id: str, runs: Path | None = None) -> str:
@@ -285,7 +287,7 @@ def resume(run_id: str, runs: Path | None = None) -> str:
         raise JobError(f"run {run_id} has no checkpoint to resume from")
     if (out / "metrics.json").is_file():
         raise JobError(f"run {run_id} has already finished")
-    with _start_lock:
+    with _start_lock, _storage("resume the training job"):
         _acquire(runs, run_id)
         try:
             (out / STOP_FILE).unlink(missing_ok=True)  # else the trainer would stop again at once
@@ -301,82 +303,77 @@ def stop(runs: Path | None = None, force: bool = False) -> str | None:
 
     force=True also sends SIGTERM twice, which interrupts even a job stuck before its first step
     (the trainer turns the second signal into a clean 'interrupted' end; saved checkpoints are kept).
+    Where no STOP file can be written (a full disk), one SIGTERM asks the same: the trainer takes it as a stop.
     """
     runs = runs_path(runs)
     lock = active(runs)
     if lock is None:
         return None
+    pid = int(lock["pid"]) if lock.get("pid") else None
     out = runs / lock["run_id"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STOP_FILE).write_text(f"stop requested at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    if force and lock.get("pid"):
-        for _ in range(2):
-            try:
-                os.kill(int(lock["pid"]), signal.SIGTERM)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STOP_FILE).write_text(f"stop requested at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    except OSError as e:
+        if pid is None:
+            raise _storage_error("stop the training job", e) from None
+        log.warning("could not write the STOP file; asking with SIGTERM instead", exc_info=True)
+        _signal(pid, 2 if force else 1)
+    else:
+        if force and pid is not None:
+            _signal(pid, 2)
     return lock["run_id"]
+
+
+def _signal(pid: int, times: int) -> None:
+    for i in range(times):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if i + 1 < times:
+            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- reading runs
 
 
-class _EventCache:
-    """Reads an events.jsonl incrementally (only the new bytes), so polling every second stays cheap."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._files: dict[str, tuple[int, int, list[Event]]] = {}  # path -> (inode, offset, events)
-
-    def read(self, path: Path) -> list[Event]:
-        key = str(path)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            self._files.pop(key, None)
-            return []
-        with self._lock:
-            inode, offset, events = self._files.get(key, (st.st_ino, 0, []))
-            if inode != st.st_ino or st.st_size < offset:  # replaced or truncated: a fresh run
-                offset, events = 0, []
-            if st.st_size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(st.st_size - offset)
-                complete = chunk.rfind(b"\n") + 1  # a trailing partial line waits for the next read
-                events = events + [e for e in _parse(chunk[:complete])]
-                offset += complete
-            self._files[key] = (st.st_ino, offset, events)
-            return events
-
-
-def _parse(data: bytes):
-    for line in data.decode("utf-8", errors="replace").split("\n"):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-
-
-_cache = _EventCache()
-
-
-def last_error(out: Path, fallback: bool = True) -> str:
-    """The line of train.log that says why the last launch failed ("error: ..." or a traceback's last line);
-    with fallback, the last line of the log when there is no such line."""
+def last_error(out: Path) -> str:
+    """The line of train.log that says why the last launch failed: "error: ...", an argparse usage error, or an
+    exception's line at the end of a traceback; "" when there is none."""
     try:
         text = (out / LOG_FILE).read_text(errors="replace")
     except OSError:
         return ""
     text = text.rsplit(LAUNCH_MARK, 1)[-1]
     lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
-    errors = [ln[len("error:"):].strip() for ln in lines if ln.startswith("error:")]
+    errors = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("error:") or ": error: " in ln]
     errors = errors or [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
-    if errors:
-        return errors[-1]
-    return lines[-1] if fallback and lines else ""
+    return errors[-1] if errors else ""
+
+
+def _label(out: Path, run_id: str, events: list[Event]) -> str:
+    label = (last(events, "start") or {}).get("label", "")
+    if label:
+        return label
+    job = _read_json(out / JOB_FILE) or {}
+    try:
+        return TrainConfig.from_json(job.get("settings") or _read_json(out / "config.json") or {}).arch.label
+    except (TypeError, ValueError):
+        return run_id
+
+
+def _vanished(out: Path, events: list[Event]) -> str:
+    """What to say of a trainer that went away without an end record: kill -9, the out-of-memory killer, a crash
+    of the interpreter. Its log's last line is only what it printed last, not why it ended."""
+    step = (last(events, "checkpoint") or {}).get("step")
+    if step is None and (out / ckpt.FILENAME).is_file():
+        with contextlib.suppress(Exception):
+            step = ckpt.read_state(out / ckpt.FILENAME)["step"]
+    if step is None:
+        return "the training process ended without finishing (killed or crashed) before its first checkpoint"
+    return (f"the training process ended without finishing (killed or crashed); its last checkpoint at step "
+            f"{step:,} can be resumed")
 
 
 def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = False) -> RunStatus:
@@ -385,38 +382,23 @@ def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = Fal
     out = runs / run_id
     if lock is False:
         lock = active(runs)
-    events = _cache.read(out / "events.jsonl")
-    start_ev = next((e for e in reversed(events) if e.get("type") == "start"), None)
-    label = (start_ev or {}).get("label", "")
-    if not label:
-        job = _read_json(out / JOB_FILE) or _read_json(out / "config.json") or {}
-        s = job.get("settings", job)
-        try:
-            label = Arch(int(s["depth"]), bool(s.get("plain")), s.get("shortcut", "A")).label
-        except (KeyError, TypeError, ValueError):
-            label = run_id
-    # the end record of the latest launch, if any
-    end = None
-    for e in reversed(events):
-        if e.get("type") == "start":
-            break
-        if e.get("type") == "end":
-            end = e
-            break
+    events = read_events(out / "events.jsonl", cached=True)
+    label = _label(out, run_id, events)
+    end = latest_attempt_end(events)  # of the latest launch, if it has one
     if lock and lock.get("run_id") == run_id:
-        state = "stopping" if (out / STOP_FILE).exists() else ("running" if start_ev and not end else "starting")
+        started = last(events, "start") is not None and not end
+        state = "stopping" if (out / STOP_FILE).exists() else ("running" if started else "starting")
         return RunStatus(run_id, out, state, events, label, "", lock.get("pid"))
     if (out / "metrics.json").is_file():
         return RunStatus(run_id, out, "completed", events, label, (end or {}).get("message", "finished"))
-    error = last_error(out, fallback=False)  # of the latest launch: newer than an old run's end record
+    error = last_error(out)  # of the latest launch: newer than an old run's end record
     if end is not None and end.get("status") in ("stopped", "failed") and not (error and end["status"] == "stopped"):
         return RunStatus(run_id, out, end["status"], events, label, end.get("message") or error)
     if error:
         return RunStatus(run_id, out, "failed", events, label, error)
-    if (out / STOP_FILE).exists():
+    if (out / STOP_FILE).exists() and last(events, "start") is None:
         return RunStatus(run_id, out, "stopped", events, label, "stopped before its first training step")
-    return RunStatus(run_id, out, "failed", events, label,
-                     last_error(out) or "the training process ended without a word (killed, or the server restarted)")
+    return RunStatus(run_id, out, "failed", events, label, _vanished(out, events))
 
 
 def current(runs: Path | None = None) -> RunStatus | None:
@@ -431,9 +413,13 @@ def list_runs(runs: Path | None = None) -> list[RunStatus]:
     if not runs.is_dir():
         return []
     lock = active(runs)
-    folders = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and any((p / f).exists() for f in (JOB_FILE, "config.json", "events.jsonl"))]
-    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    try:
+        folders = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and any((p / f).exists() for f in (JOB_FILE, "config.json", "events.jsonl"))]
+        folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:  # an unreadable runs folder lists nothing; the server's log says why
+        log.warning("could not list the runs folder", exc_info=True)
+        return []
     return [status(p.name, runs, lock) for p in folders]
 
 

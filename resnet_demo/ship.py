@@ -1,40 +1,40 @@
-"""Turn a finished run into a shipped model: weights/<name>.safetensors + history + predictions + manifest entry;
-retire a shipped model once a better one of its architecture is shipped; and park an unfinished run's checkpoint
-in weights/in-progress/ so that a long CPU run survives the machine it started on (shipping it removes it).
+"""Model administration: ship a finished run into weights/, and retire a shipped model for a better one.
 
-Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
-The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
-weights/test_images.npz holds the images any shipped model gets wrong, plus a small gallery per class, as one
-lossless WebP mosaic: CIFAR-10 photos barely compress under zlib (2.8 KB each), but lossless WebP stores them in
-1.7 KB, which leaves room in weights/ for a resumable checkpoint of a long run.
+Shipping writes weights/<name>.safetensors + history + predictions + a manifest entry. Every shipped figure is
+measured on the shipped file itself (after any fp16 conversion), on the real test set. The Test-set page
+browses mistakes without the data set, so the test images it needs are shipped too (testimages.py): the images
+any shipped model gets wrong, plus a small gallery per class.
+
+weights/ travels with every clone, so it has a budget: a teacher's fresh laptop gets it in one quick pull.
 """
 from __future__ import annotations
 
-import io
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import FILENAME as CHECKPOINT, read_state
-from .checkpoint import drop_momentum as drop_momentum_from
 from .data import Split, load_cifar10
-from .evaluate import evaluate, predictions_arrays
-from .events import latest_run, read_events
-from .paper import CLASSES
+from .evaluate import evaluate, save_predictions
+from .events import latest_run, read_events, write_events
+from .manifest import read_manifest, write_manifest, write_manifest_entry
 from .model import Arch
-from .storage import atomic_write_bytes, atomic_write_json
-from .weights import (WeightsError, load_model, read_manifest, save_model, save_predictions, shipped_models,
-                      weights_dir, write_manifest_entry)
+from .paper import CLASSES
+from .registry import shipped_models, weights_dir
+from .testimages import read_test_images, write_test_images
+from .weights import WeightsError, load_model, save_model
 
+BUDGET_BYTES = 30_000_000
 GALLERY_PER_CLASS = 12
-MOSAIC_COLUMNS = 50
 MAX_STEP_EVENTS = 400  # the shipped history keeps every epoch but thins the step records
-IN_PROGRESS = "in-progress"
+
+
+def size_bytes(directory: Path | None = None) -> int:
+    """All files under weights/ (or another directory), for the budget above."""
+    return sum(f.stat().st_size for f in (directory or weights_dir()).rglob("*") if f.is_file())
 
 
 def thin_history(events: list[dict]) -> list[dict]:
@@ -53,17 +53,14 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     except FileNotFoundError:
         raise WeightsError(f"{run} is not a finished run (no metrics.json); finish or --resume it first") from None
     model, meta = load_model(run / record["file"], record.get("sha256"))
-    arch = meta["arch"]
-    name = name or arch.name
+    name = name or meta["arch"].name
     directory.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float16 if fp16 else None
-    sha = save_model(directory / f"{name}.safetensors", model, arch, dtype=dtype)
+    sha = save_model(directory / f"{name}.safetensors", model, meta["arch"], dtype=torch.float16 if fp16 else None)
     shipped, _ = load_model(directory / f"{name}.safetensors", sha)
     data = load_cifar10(data_dir, download=download)
     result = evaluate(shipped, data.test, "cpu", flip_tta=True)
-    save_predictions(directory / f"{name}.preds.npz", predictions_arrays(result["probs"], data.test.labels))
-    history = thin_history(read_events(run / record.get("history", "events.jsonl")))
-    atomic_write_bytes(directory / f"{name}.history.jsonl", "".join(json.dumps(e) + "\n" for e in history).encode())
+    save_predictions(directory / f"{name}.preds.npz", result["probs"], data.test.labels)
+    write_events(directory / f"{name}.history.jsonl", thin_history(read_events(run / record.get("history", "events.jsonl"))))
     record.update(
         name=name, file=f"{name}.safetensors", sha256=sha, history=f"{name}.history.jsonl",
         predictions=f"{name}.preds.npz", stored_dtype="float16" if fp16 else "float32",
@@ -73,37 +70,8 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
         shipped_with="python -m resnet_demo " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ship"] else None,
     )
     write_manifest_entry(name, record, directory)
-    write_test_images(directory, data.test)
-    shutil.rmtree(directory / IN_PROGRESS / run.name, ignore_errors=True)  # its parked checkpoint is done with
-    if (directory / IN_PROGRESS).is_dir() and not any((directory / IN_PROGRESS).iterdir()):
-        (directory / IN_PROGRESS).rmdir()
+    update_test_images(directory, data.test)
     return record
-
-
-def park_run(run: Path, directory: Path | None = None, drop_momentum: bool = False) -> dict:
-    """Copy an unfinished run's last checkpoint, config and thinned history to weights/in-progress/<run name>.
-
-    Safe while the run trains: the checkpoint is replaced atomically, so the copy is one whole checkpoint, and
-    the history is cut at that checkpoint's step, so a resume from the copy repeats no record. `drop_momentum`
-    halves the copy (checkpoint.drop_momentum) for a checkpoint that would not fit in weights/ otherwise.
-    """
-    directory = directory or weights_dir()
-    if (run / "metrics.json").exists():
-        raise WeightsError(f"{run} has finished; ship it instead of parking it")
-    if not (run / CHECKPOINT).exists():
-        raise WeightsError(f"{run} has no checkpoint yet (one is written after every epoch)")
-    read_state(run / CHECKPOINT)  # a damaged checkpoint is refused before anything is written
-    dest = directory / IN_PROGRESS / run.name
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / (CHECKPOINT + ".tmp")
-    shutil.copyfile(run / CHECKPOINT, tmp)  # the run may have replaced it since: read the state of the copy
-    state = drop_momentum_from(tmp) if drop_momentum else read_state(tmp)
-    tmp.replace(dest / CHECKPOINT)
-    atomic_write_bytes(dest / "config.json", (run / "config.json").read_bytes())
-    events = [e for e in read_events(run / "events.jsonl")
-              if e.get("type") == "start" or e.get("step", 0) <= state["step"]]
-    atomic_write_bytes(dest / "events.jsonl", "".join(json.dumps(e) + "\n" for e in thin_history(events)).encode())
-    return {"path": dest, **state}
 
 
 # What a retired model's record keeps (beside these, its figures move under "retired"): what it was and how it
@@ -134,19 +102,19 @@ def retire_model(name: str, successor: str, directory: Path | None = None) -> di
     record["retired"] = {"for": successor, **{k: old.get(k) for k in RETIRED_FIGURES}}
     del models[name]
     manifest.setdefault("retired", {})[name] = record
-    atomic_write_json(directory / "manifest.json", manifest)
+    write_manifest(directory, manifest)
     for key in ("file", "predictions"):
         if old.get(key):
             (directory / old[key]).unlink(missing_ok=True)
     try:
-        write_test_images(directory)
+        update_test_images(directory)
     except WeightsError:
         pass  # no (or a damaged) test_images.npz to shrink: what is there stays, and the app copes without it
     return record
 
 
-def write_test_images(directory: Path, test: Split | None = None) -> None:
-    """The test images the app shows without the data set: every shipped model's mistakes + a gallery.
+def update_test_images(directory: Path, test: Split | None = None) -> None:
+    """Ship the test images the app shows without the data set: every shipped model's mistakes + a gallery.
 
     Without the test split the images come from the shipped file itself, which is enough after a retirement.
     """
@@ -170,41 +138,4 @@ def write_test_images(directory: Path, test: Split | None = None) -> None:
     if not np.isin(idx, indices).all():
         raise WeightsError("the shipped test images lack some that the shipped models need; pass the test set")
     rows = np.searchsorted(indices, idx)
-    buf = io.BytesIO()
-    np.savez(buf, indices=idx.astype(np.int32), labels=labels[rows].astype(np.uint8),
-             webp=np.frombuffer(_encode_mosaic(images[rows]), dtype=np.uint8))
-    atomic_write_bytes(directory / "test_images.npz", buf.getvalue())
-
-
-def _encode_mosaic(images: np.ndarray) -> bytes:
-    """(N, 32, 32, 3) uint8 -> lossless WebP of a MOSAIC_COLUMNS-wide grid of tiles, row-major, zero-padded."""
-    from PIL import Image  # torchvision cannot encode WebP; Pillow is one of torchvision's own requirements
-
-    rows = -(-len(images) // MOSAIC_COLUMNS)
-    tiles = np.zeros((rows * MOSAIC_COLUMNS, *images.shape[1:]), np.uint8)
-    tiles[: len(images)] = images
-    grid = tiles.reshape(rows, MOSAIC_COLUMNS, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(rows * 32, -1, 3)
-    out = io.BytesIO()
-    Image.fromarray(grid).save(out, "WEBP", lossless=True, quality=100, method=4)
-    return out.getvalue()
-
-
-def _decode_mosaic(data: np.ndarray, n: int) -> np.ndarray:
-    from PIL import Image  # already loaded by the app, unlike torchvision.io (seconds to import on 2 cores)
-
-    grid = np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB"))
-    rows, cols = grid.shape[0] // 32, grid.shape[1] // 32  # the mosaic's own shape, whatever wrote it
-    tiles = grid.reshape(rows, 32, cols, 32, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 32, 32, 3)
-    return tiles[:n]
-
-
-def read_test_images(directory: Path | None = None) -> dict[int, tuple[np.ndarray, int]] | None:
-    """{test index: (32x32x3 uint8 image, label)} of the shipped test images, or None if there are none."""
-    path = (directory or weights_dir()) / "test_images.npz"
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        indices, labels = z["indices"], z["labels"]
-        # Files written before the WebP mosaic hold the raw pixels.
-        images = z["images"] if "images" in z.files else _decode_mosaic(z["webp"], len(indices))
-    return {int(i): (img, int(lab)) for i, img, lab in zip(indices, images, labels)}
+    write_test_images(directory, idx, labels[rows], images[rows])

@@ -1,8 +1,13 @@
 """The training engine: one loop for CPU, one GPU, or several under torchrun (DDP).
 
 It reports progress as events (see events.py), checks a stop request every step, writes a resumable
-checkpoint every epoch (and on stop), and ends every failure with a TrainingError whose message a person
-can act on. The last good checkpoint is never overwritten by a bad state.
+checkpoint every epoch (also mid-epoch, and on stop), and ends every failure with a TrainingError whose message
+a person can act on. The last good checkpoint is never overwritten by a bad state.
+
+Read it top to bottom: train() prepares and guards a run; _setup() builds it (data, model, optimiser, the
+checkpoint it resumes); _loop() runs the epochs, each batch through the run's `step` (one optimisation step,
+chosen in _setup: eager, or on a GPU the whole step replayed as a CUDA graph, graph_step.py) and _after_step() (bookkeeping, progress, mid-epoch checkpoints);
+_end_epoch() evaluates, reports and checkpoints; _finish() evaluates the final weights and writes the record.
 
 Run folder (`out`): config.json, events.jsonl, checkpoint.safetensors; when finished also
 model.safetensors, preds.npz and metrics.json (metrics.json last: its presence marks a finished run).
@@ -11,11 +16,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,139 +26,26 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
-from .evaluate import evaluate, predictions_arrays
+from . import distributed
+from .config import TrainConfig
+from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
+from .device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
+from .distributed import World, all_sum
+from .evaluate import evaluate, save_predictions
 from .graph_step import make_step
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
-from .model import Arch, CifarResNet, count_params
+from .model import CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
 from .recipes import WARMUP_110, Recipe, get_recipe
 from .storage import StorageError, atomic_write_json
-from .weights import WeightsError, save_model, save_predictions
+from .weights import WeightsError, save_model
 
 STOP_FILE = "STOP"
+EMIT_EVERY_S = 0.5  # step events: often enough for a live chart, rare enough to cost nothing
 
 
 class TrainingError(RuntimeError):
     """The run ended early for a reason a person can fix; the message says which and what was kept."""
-
-
-@dataclass
-class TrainConfig:
-    depth: int = 20
-    plain: bool = False
-    shortcut: str = "A"
-    preset: str = "classroom"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    subset: int | None = None        # stratified subset of the training images (quick CPU runs)
-    test_subset: int | None = None   # stratified subset of the test images for the per-epoch curve
-    device: str = "auto"             # "auto" | "cpu" | "cuda" | "cuda:N"
-    seed: int = 0
-    compile: bool = False            # CPU only: on CUDA it was slower than eager, and the graph step is faster
-    step: str = "auto"               # "auto" | "eager" | "graph": see graph_step.resolve_step
-    precision: str = "auto"          # "auto" | "bf16" | "fp32": see resolve_precision
-    data_dir: str | None = None
-    out: str = "runs/latest"
-    resume: bool = False
-    download: bool | None = None
-    flip_tta: bool = False
-    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often, so a killed run loses at most this much
-    command: str | None = None       # recorded in metrics.json for reproducibility
-
-    @property
-    def arch(self) -> Arch:
-        return Arch(self.depth, self.plain, self.shortcut)
-
-
-# With the step, these fix where a run stands in its lr schedule; a resume must keep them (checkpoint.config).
-SCHEDULE_KEYS = ("epochs", "batch_size", "lr")
-
-
-def _resume_settings(cfg: TrainConfig, out: Path) -> TrainConfig:
-    """On --resume, `cfg` with the schedule settings it leaves open taken from the checkpoint.
-
-    So `--resume` alone continues a 100-epoch run as it was: without it the preset's 40 epochs would put the step
-    at another point of a shorter schedule (and "finish" a checkpoint past epoch 40 at once), and on a GPU the
-    fast preset's doubled batch would do the same.
-    """
-    path = out / ckpt.FILENAME
-    if not (cfg.resume and path.is_file()):
-        return cfg
-    try:
-        saved = ckpt.read_state(path).get("config", {})
-    except WeightsError:
-        return cfg  # reported where the checkpoint is loaded, inside the run's error handling
-    return replace(cfg, **{k: saved[k] for k in SCHEDULE_KEYS if getattr(cfg, k) is None and saved.get(k) is not None})
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-    if dev.type not in ("cpu", "cuda"):
-        raise TrainingError(f"unsupported device {name!r}: use cpu, cuda or auto")
-    return dev
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: there oneDNN runs bf16 convolutions natively (2.4x fp32 for ResNet-20 on a Zen 4
-    EPYC, BENCHMARKS.md); elsewhere bf16 is emulated and slower than fp32."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        try:
-            if getattr(cpu, probe)():
-                return True
-        except Exception:  # a private probe: absent or failing on some builds means "not known to be native"
-            pass
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for training, None for plain fp32. "auto": bf16 on CUDA and on CPUs with native bf16.
-    Weights, optimiser state and the final evaluation stay fp32 either way."""
-    if precision not in PRECISIONS:
-        raise TrainingError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.type == "cuda" or cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def precision_label(amp_dtype: torch.dtype | None) -> str:
-    return "bf16 autocast" if amp_dtype == torch.bfloat16 else "fp32"
-
-
-def hardware_name(device: torch.device, world_size: int = 1) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-        except OSError:
-            pass
-        name = f"{name}, {torch.get_num_threads()} threads"
-    return f"{world_size} x {name}" if world_size > 1 else name
-
-
-def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
-    """What the run's starts said of one field, in order, a value repeated by consecutive starts once ("A then
-    B then A"): a long run resumed on other machines (park) may have trained in bf16, then fp32, then bf16
-    again, and its record says so rather than suggest it ended in fp32."""
-    return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, _starts(out)) if v))
-
-
-def _starts(out: Path) -> list[dict]:
-    return list(iter_type(latest_run(read_events(out / "events.jsonl")), "start"))
 
 
 class StopRequest:
@@ -172,327 +62,389 @@ class StopRequest:
         return self.flag
 
 
-def _agreed(stop: Callable[[], bool], device: torch.device) -> Callable[[], bool]:
-    """Under DDP a rank that sees the STOP file (or a signal) a step before the others would leave them waiting
-    in the next gradient all-reduce: every rank stops when any rank asks."""
-    import torch.distributed as dist
-
-    def any_rank() -> bool:
-        flag = torch.tensor([1.0 if stop() else 0.0], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-    return any_rank
+# A step: one batch's forward, backward and update at the given lr; returns the batch's loss and its number of
+# correct predictions as tensors on the device, unsynchronised, so that a step may run ahead of the host.
+Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.Tensor]"]
 
 
-def _dist_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+class EagerStep:
+    """The plain PyTorch step: every kernel launched from Python, every batch."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe, amp):
+        self.model, self.optimizer, self.recipe, self.amp = model, optimizer, recipe, amp
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        with self.amp():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
 
 
-def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        import torch.distributed as dist
+@dataclass
+class Clock:
+    """Wall time of the run across resumes, and the smoothed step time behind the ETA."""
 
-        dist.all_reduce(t)
-    return t
+    before: float = 0.0               # seconds trained before this process resumed the run
+    started: float = field(default_factory=time.time)
+    last_emit: float = field(default_factory=time.time)
+    last_emit_step: int = 0
+    last_save: float = field(default_factory=time.time)
+    step_time: float | None = None    # seconds per step, smoothed
+    eval_time: float = 0.0            # seconds of the last per-epoch evaluation
+
+    def elapsed(self) -> float:
+        return self.before + time.time() - self.started
 
 
-@torch.no_grad()
-def _test_metrics(model, loader: DeviceLoader, world: int, autocast) -> tuple[float, float]:
-    model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
-    for x, y in loader.epoch():
-        with autocast():
-            logits = model(x)
-        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
-        sums[1] += (logits.argmax(1) == y).sum()
-        sums[2] += len(y)
-    _all_sum(sums, world)
-    model.train()
-    n = max(1.0, sums[2].item())
-    return sums[0].item() / n, sums[1].item() / n
+@dataclass
+class Run:
+    """One training run while it trains: what _setup built, and where the loop stands."""
+
+    cfg: TrainConfig
+    recipe: Recipe
+    world: World
+    device: torch.device
+    out: Path
+    emit: Listener
+    stop: Callable[[], bool]
+    data: Cifar10
+    loader: DeviceLoader
+    test_loader: DeviceLoader
+    raw: CifarResNet                  # the model itself; `model` may wrap it (DDP, torch.compile)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    state: dict                       # the loop position, as the checkpoint holds it
+    step_fn: Step = None
+    step_path: str = "eager"          # which step runs: "cuda-graph", "eager" or "compiled" (graph_step.make_step)
+    step_fallback: str | None = None  # why not the CUDA graph, where it was asked for or is the default
+    step: int = 0
+    sums: torch.Tensor = None         # this epoch's loss sum, correct, count
+    clock: Clock = field(default_factory=Clock)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.recipe.epochs
+
+    def amp(self):
+        return autocast(self.device, self.amp_dtype)
+
+
+FAILURES = (DataError, WeightsError, StorageError, ValueError, TrainingError, torch.cuda.OutOfMemoryError,
+            KeyboardInterrupt)
 
 
 def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Train as configured; returns the final record (metrics.json) or the 'end' event of a stopped run."""
-    rank, world, local_rank = _dist_info()
-    out = Path(cfg.out)
-    arch = cfg.arch  # validates depth and shortcut
-    device = resolve_device(cfg.device)
-    owns_group = False  # a process group a caller set up is the caller's to destroy
-    if world > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            owns_group = True
-    cfg = _resume_settings(cfg, out)
-    if cfg.compile and device.type == "cuda":
-        raise TrainingError("--compile is not offered on CUDA: it was slower than eager there; the default step "
-                            "(--step auto) replays the whole step as a CUDA graph instead")
-    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth)
-    if recipe.batch_size % world:
-        raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
-
-    is_main = rank == 0
-    if not cfg.resume and (out / ckpt.FILENAME).exists():
-        raise TrainingError(f"{out} already holds a training run's checkpoint; continue it with --resume, "
-                            f"or choose another --out (nothing was overwritten)")
-    if is_main and not cfg.resume:
-        (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
-    if is_main:
-        (out / STOP_FILE).unlink(missing_ok=True)  # left by the stop we resume from; it asked that run, not this
-    log = EventLog(out / "events.jsonl") if is_main else None
-    emit = broadcast([log, listener] if is_main else [])
-    stop = StopRequest(out, should_stop)
-    if world > 1:
-        stop = _agreed(stop, device)
     t0 = time.time()
-    step = 0
+    cfg, recipe, device, world = _prepare(cfg)
+    out = Path(cfg.out)
+    if world.is_main and not cfg.resume:
+        (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
+    if world.is_main:
+        (out / STOP_FILE).unlink(missing_ok=True)  # left by the stop we resume from; it asked that run, not this
+    emit = broadcast([EventLog(out / "events.jsonl"), listener] if world.is_main else [])
+    stop = distributed.agreed(StopRequest(out, should_stop), device, world)
+    run = None
     try:
-        result = _run(cfg, arch, recipe, device, rank, world, out, emit, stop, t0)
-        step = result.get("step", 0)
-        if world > 1:  # every rank waits for rank 0's final evaluation, then leaves: exiting early aborted gloo
-            dist.barrier()
-            if owns_group:
-                dist.destroy_process_group()
+        run = _setup(cfg, recipe, device, world, emit, stop)
+        result = _loop(run)
+        distributed.leave(world)
         return result
-    except (DataError, WeightsError, StorageError, ValueError) as e:
-        msg = str(e)
-    except torch.cuda.OutOfMemoryError:
-        msg = (f"CUDA ran out of memory at batch size {recipe.batch_size}; try --batch-size "
-               f"{max(16, recipe.batch_size // 2)}. The last good checkpoint in {out} is kept.")
-    except TrainingError as e:
-        msg = str(e)
-    except KeyboardInterrupt:
-        msg = "interrupted; the last good checkpoint is kept"
-    if is_main:
-        emit({"type": "end", "status": "failed", "message": msg, "elapsed_s": time.time() - t0, "step": step})
+    except FAILURES as e:
+        msg = _failure_message(e, recipe, out)
+    if world.is_main:
+        emit({"type": "end", "status": "failed", "message": msg, "elapsed_s": time.time() - t0,
+              "step": run.step if run else 0})
     raise TrainingError(msg)
 
 
-def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, rank: int, world: int, out: Path,
-         emit: Listener, stop: StopRequest, t0: float) -> dict:
-    is_main = rank == 0
+def _prepare(cfg: TrainConfig) -> tuple[TrainConfig, Recipe, torch.device, World]:
+    """The settings checked and completed, before anything in the run folder is touched."""
+    out = Path(cfg.out)
+    try:
+        if cfg.resume and (out / ckpt.FILENAME).is_file():
+            cfg = cfg.with_schedule_of(_saved_config(out))
+        cfg.validate()
+        device = resolve_device(cfg.device)
+        if cfg.compile and device.type == "cuda":
+            raise ValueError("--compile is not offered on CUDA: it was slower than eager there; the default step "
+                             "(--step auto) replays the whole step as a CUDA graph instead")
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    world, device = distributed.join(device)
+    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth)
+    if recipe.batch_size % world.size:
+        raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world.size} processes")
+    if not cfg.resume and (out / ckpt.FILENAME).exists():
+        raise TrainingError(f"{out} already holds a training run's checkpoint; continue it with --resume, "
+                            f"or choose another --out (nothing was overwritten)")
+    return cfg, recipe, device, world
+
+
+def _saved_config(out: Path) -> dict:
+    try:
+        return ckpt.read_state(out / ckpt.FILENAME).get("config", {})
+    except WeightsError:
+        return {}  # reported where the checkpoint is loaded, inside the run's error handling
+
+
+def _failure_message(e: BaseException, recipe: Recipe, out: Path) -> str:
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return (f"CUDA ran out of memory at batch size {recipe.batch_size}; try --batch-size "
+                f"{max(16, recipe.batch_size // 2)}. The last good checkpoint in {out} is kept.")
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted; the last good checkpoint is kept"
+    return str(e)
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World, emit: Listener,
+           stop: Callable[[], bool]) -> Run:
+    out = Path(cfg.out)
+    saved = _saved_config(out) if cfg.resume else {}
+    cfg.check_resume(saved, recipe)  # before the data are read: a refusal should not take minutes
     data = load_cifar10(cfg.data_dir, download=cfg.download)
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
-    cuda = device.type == "cuda"
-    amp_dtype = resolve_precision(cfg.precision, device)
-    per_rank_batch = recipe.batch_size // world
     if len(train_split) < recipe.batch_size:
         raise TrainingError(f"only {len(train_split)} training images for a batch of {recipe.batch_size}; "
                             f"use a larger --subset or a smaller --batch-size")
-    loader = DeviceLoader(train_split, per_rank_batch, device, train=True, seed=cfg.seed, rank=rank,
-                          world_size=world, channels_last=True)
-    test_loader = DeviceLoader(test_curve, eval_batch_size(device), device, train=False, rank=rank, world_size=world,
-                               channels_last=True)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * recipe.epochs
-
-    torch.manual_seed(cfg.seed)
     # channels_last suits cuDNN and oneDNN alike (1.5x for fp32 ResNet-20 on the CPU, BENCHMARKS.md).
-    raw = CifarResNet(arch).to(device).to(memory_format=torch.channels_last)
-    if cuda:
+    loader = DeviceLoader(train_split, recipe.batch_size // world.size, device, train=True, seed=cfg.seed,
+                          rank=world.rank, world_size=world.size, channels_last=True)
+    test_loader = DeviceLoader(test_curve, eval_batch_size(device), device, train=False, rank=world.rank,
+                               world_size=world.size, channels_last=True)
+    torch.manual_seed(cfg.seed)
+    raw = CifarResNet(cfg.arch).to(device).to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.SGD(raw.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                 weight_decay=recipe.weight_decay)
-    state = {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "warm_done": arch.depth < WARMUP_110["min_depth"]
-             or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
-    config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype)}
-    ck_path = out / ckpt.FILENAME
-    resumed_from, momentum_restarted = None, False
-    if cfg.resume and ck_path.is_file():
-        saved = ckpt.read_state(ck_path).get("config", {})
-        for key in ("depth", "plain", "shortcut", "preset", "seed", "subset"):
-            if key in saved and saved[key] != getattr(cfg, key):
-                raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, "
-                                    f"not {getattr(cfg, key)!r}; resume with the same settings or use another --out")
-        for key in SCHEDULE_KEYS:
-            if saved.get(key) is not None and not math.isclose(saved[key], getattr(recipe, key)):
-                raise TrainingError(f"--resume: the checkpoint in {out} was written with {key}={saved[key]!r}, not "
-                                    f"{getattr(recipe, key)!r}; leave --{key.replace('_', '-')} out to keep the "
-                                    f"checkpoint's, or use another --out")
-        state = ckpt.load_checkpoint(ck_path, raw, optimizer)
-        resumed_from = state["step"]
-        momentum_restarted = resumed_from in state.get("momentum_restarts", [])
-        if momentum_restarted and is_main:
-            print(f"--resume: the checkpoint in {out} holds no SGD momentum (park --drop-momentum); "
-                  f"it restarts from zero at step {resumed_from}", file=sys.stderr)
-    elif cfg.resume:
+    model = distributed.wrap(raw, device, world)
+    run = Run(cfg, recipe, world, device, out, emit, stop, data, loader, test_loader, raw,
+              torch.compile(model) if cfg.compile else model, optimizer, resolve_precision(cfg.precision, device),
+              state=_restore(cfg, raw, optimizer, out))
+    run.state["config"] = cfg.checkpoint_record(recipe)
+    run.step = run.state["step"]
+    run.sums = torch.tensor(run.state["sums"], dtype=torch.float64, device=device)
+    run.step_fn, run.step_path, run.step_fallback = make_step(
+        cfg.step, EagerStep(run.model, optimizer, recipe, run.amp), raw, optimizer, recipe, run.amp_dtype,
+        recipe.batch_size // world.size, device, world.size, cfg.compile)
+    if run.step_fallback and world.is_main:
+        print(f"training step: {run.step_path} ({run.step_fallback})", file=sys.stderr)
+    _announce(run, len(train_split), len(test_curve))
+    return run
+
+
+def _restore(cfg: TrainConfig, raw: CifarResNet, optimizer: torch.optim.Optimizer, out: Path) -> dict:
+    """The loop position: a fresh run's, or the checkpoint's (whose weights and momentum are loaded in place)."""
+    path = out / ckpt.FILENAME
+    if cfg.resume and path.is_file():
+        return ckpt.load_checkpoint(path, raw, optimizer)
+    if cfg.resume:
         print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
-    if is_main:
-        atomic_write_json(out / "config.json", config_record)
-    state["config"] = {**{k: config_record[k] for k in ("depth", "plain", "shortcut", "preset", "seed", "subset")},
-                       **{k: getattr(recipe, k) for k in SCHEDULE_KEYS}}
-
-    model: torch.nn.Module = raw
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(raw, device_ids=[device.index] if cuda else None)
-    if cfg.compile:
-        model = torch.compile(model)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
-
-    def eager_step(x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        with autocast():
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    step_fn, step_path, step_fallback = make_step(cfg.step, eager_step, raw, optimizer, recipe, amp_dtype,
-                                                  per_rank_batch, device, world, cfg.compile)
-    if step_fallback and is_main:
-        print(f"training step: {step_path} ({step_fallback})", file=sys.stderr)
-
-    emit({"type": "start", "config": config_record, "arch": arch.to_dict(), "label": arch.label,
-          "params": count_params(raw), "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-          "epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": len(train_split),
-          "test_images": len(test_curve), "device": hardware_name(device, world), "world_size": world,
-          "resumed_from_step": resumed_from, "momentum_restarted": momentum_restarted,
-          "step_path": step_path, "step_fallback": step_fallback, "time": time.time()})
-
-    step = state["step"]
-    elapsed_before = state["elapsed_s"]
-    run_start = time.time()
-    sums = torch.tensor(state["sums"], dtype=torch.float64, device=device)  # loss sum, correct, count this epoch
-    last_emit, last_emit_step = time.time(), step
-    step_time = None  # seconds per step, smoothed
-    eval_time = 0.0
-    warm_errors: list[float] = list(state.get("warm_errors", []))
-    last_save = time.time()
-    model.train()
-
-    def elapsed() -> float:
-        return elapsed_before + time.time() - run_start
-
-    def eta() -> float | None:
-        if step_time is None:
-            return None
-        evals_left = recipe.epochs - step // steps_per_epoch
-        return (total_steps - step) * step_time + evals_left * eval_time
-
-    def save(epoch: int, batch: int) -> None:
-        nonlocal last_save
-        last_save = time.time()
-        if not is_main:
-            return
-        # a finite loss can still be followed by a step that made the weights inf: never checkpoint those
-        check_finite(sum(p.detach().abs().sum().item() for p in raw.parameters()), "sum of the weights' magnitudes")
-        state.update(epoch=epoch, batch=batch, step=step, elapsed_s=elapsed(), sums=sums.tolist(),
-                     warm_errors=warm_errors[-20:])
-        ckpt.save_checkpoint(ck_path, raw, optimizer, state)
-        emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": step, "path": str(ck_path)})
-
-    def stopped(epoch: int, batch: int) -> dict:
-        check_finite(_all_sum(sums[:1].clone(), world).item())  # the loss is only checked now and then
-        save(epoch, batch)
-        end = {"type": "end", "status": "stopped", "step": step, "elapsed_s": elapsed(),
-               "message": f"stopped at step {step}; resume with --resume --out {out}"}
-        emit(end)
-        return end
-
-    def check_finite(value: float, what: str = "loss") -> None:
-        if not math.isfinite(value):
-            raise TrainingError(f"the {what} became {value} at step {step} (epoch {step / steps_per_epoch:.2f}); "
-                                f"training diverged. Try a lower --lr. The last good checkpoint in {out} is kept.")
-
-    for epoch in range(state["epoch"], recipe.epochs):
-        start_batch = state["batch"] if epoch == state["epoch"] else 0
-        if start_batch == 0:
-            sums.zero_()
-        for batch_index, (x, y) in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
-            if stop():
-                return stopped(epoch, batch_index)
-            lr = recipe.lr_at(step, total_steps)
-            if not state["warm_done"]:
-                lr = WARMUP_110["lr"]
-            loss, correct = step_fn(x, y, lr)
-            step += 1
-            with torch.no_grad():
-                sums[0] += loss.double() * len(y)
-                sums[1] += correct
-                sums[2] += len(y)
-            if not state["warm_done"]:  # depth-110 warm-up: leave it once training error < 80%
-                warm_errors.append(1.0 - correct.item() / len(y))
-                if len(warm_errors) >= 20 and sum(warm_errors[-20:]) / 20 < WARMUP_110["until_train_error"]:
-                    state["warm_done"] = True
-            now = time.time()
-            if is_main and (now - last_emit >= 0.5 or batch_index == steps_per_epoch - 1):
-                loss_value = loss.item()
-                check_finite(loss_value)
-                per_step = (now - last_emit) / max(1, step - last_emit_step)
-                step_time = per_step if step_time is None else 0.7 * step_time + 0.3 * per_step
-                emit({"type": "step", "step": step, "epoch": step / steps_per_epoch, "loss": loss_value,
-                      "acc": correct.item() / len(y), "lr": lr, "images_per_s": recipe.batch_size / per_step,
-                      "eta_s": eta(), "elapsed_s": elapsed(), "total_steps": total_steps})
-                last_emit, last_emit_step = now, step
-            # A mid-epoch checkpoint for long epochs (110 layers on a CPU: ~20 min): a kill (the machine going
-            # away, SIGKILL) then costs minutes, not the epoch. The epoch's last step is saved after its evaluation.
-            if (cfg.checkpoint_minutes and now - last_save >= 60 * cfg.checkpoint_minutes
-                    and batch_index < steps_per_epoch - 1):
-                if is_main:
-                    check_finite(sums[0].item())
-                save(epoch, batch_index + 1)
-        if stop():  # before the evaluation, so a stop never waits for it; a resume starts with it
-            return stopped(epoch, steps_per_epoch)
-        t_eval = time.time()
-        totals = _all_sum(sums.clone(), world).tolist()
-        train_loss, train_acc = totals[0] / max(1, totals[2]), totals[1] / max(1, totals[2])
-        check_finite(train_loss)
-        test_loss, test_acc = _test_metrics(model, test_loader, world, autocast)
-        eval_time = time.time() - t_eval
-        last_emit = time.time()  # the evaluation is not training time for the throughput figure
-        emit({"type": "epoch", "epoch": epoch + 1, "step": step, "train_loss": train_loss, "train_acc": train_acc,
-              "test_loss": test_loss, "test_acc": test_acc, "lr": recipe.lr_at(step - 1, total_steps),
-              "elapsed_s": elapsed(), "eta_s": eta()})
-        sums.zero_()
-        save(epoch + 1, 0)
-
-    if not is_main:
-        return {"step": step}
-    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world,
-                   state.get("momentum_restarts", []))
+    warm_done = cfg.depth < WARMUP_110["min_depth"] or cfg.preset != "paper"
+    return {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "warm_done": warm_done, "sums": [0.0, 0.0, 0.0]}
 
 
-def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int,
-            momentum_restarts: list[int]) -> dict:
+def _announce(run: Run, train_images: int, test_images: int) -> None:
+    """config.json, then the start event: what this run (or this part of a resumed run) is."""
+    record = {**run.cfg.to_json(), "recipe": run.recipe.to_dict(), "precision_used": precision_label(run.amp_dtype)}
+    if run.world.is_main:
+        atomic_write_json(run.out / "config.json", record)
+    resumed = run.step if run.cfg.resume and (run.out / ckpt.FILENAME).is_file() else None
+    run.emit({"type": "start", "config": record, "arch": run.cfg.arch.to_dict(), "label": run.cfg.arch.label,
+              "params": count_params(run.raw), "total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch,
+              "epochs": run.recipe.epochs, "batch_size": run.recipe.batch_size, "train_images": train_images,
+              "test_images": test_images, "device": hardware_name(run.device, run.world.size),
+              "world_size": run.world.size, "resumed_from_step": resumed, "step_path": run.step_path,
+              "step_fallback": run.step_fallback, "time": time.time()})
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _loop(run: Run) -> dict:
+    first_epoch, first_batch = run.state["epoch"], run.state["batch"]
+    run.clock = Clock(before=run.state["elapsed_s"], last_emit_step=run.step)
+    run.model.train()
+    for epoch in range(first_epoch, run.recipe.epochs):
+        start = first_batch if epoch == first_epoch else 0
+        if start == 0:
+            run.sums.zero_()
+        for batch, (x, y) in enumerate(run.loader.epoch(epoch, start), start=start):
+            if run.stop():
+                return _stopped(run, epoch, batch)
+            lr = _lr(run)
+            loss, correct = run.step_fn(x, y, lr)
+            run.step += 1
+            _after_step(run, epoch, batch, lr, loss, correct, len(y))
+        if run.stop():  # before the evaluation, so a stop never waits for it; a resume starts with it
+            return _stopped(run, epoch, run.steps_per_epoch)
+        _end_epoch(run, epoch)
+    return _finish(run) if run.world.is_main else {"step": run.step}
+
+
+def _lr(run: Run) -> float:
+    """The schedule's lr at this step; the paper's depth-110 warm-up holds it at 0.01 until training gets going."""
+    return run.recipe.lr_at(run.step, run.total_steps) if run.state["warm_done"] else WARMUP_110["lr"]
+
+
+def _after_step(run: Run, epoch: int, batch: int, lr: float, loss: torch.Tensor, correct: torch.Tensor,
+                n: int) -> None:
+    with torch.no_grad():
+        run.sums[0] += loss.double() * n
+        run.sums[1] += correct
+        run.sums[2] += n
+    if not run.state["warm_done"]:  # depth-110 warm-up: leave it once training error < 80% over 20 steps
+        errors = run.state.setdefault("warm_errors", [])
+        errors.append(1.0 - correct.item() / n)
+        run.state["warm_done"] = len(errors) >= 20 and sum(errors[-20:]) / 20 < WARMUP_110["until_train_error"]
+    now = time.time()
+    if run.world.is_main and (now - run.clock.last_emit >= EMIT_EVERY_S or batch == run.steps_per_epoch - 1):
+        _emit_step(run, now, lr, loss.item(), correct.item() / n)
+    # A mid-epoch checkpoint for long epochs (110 layers on a CPU: ~20 min): a kill (the machine going away,
+    # SIGKILL) then costs minutes, not the epoch. The epoch's last step is saved after its evaluation.
+    minutes = run.cfg.checkpoint_minutes
+    if minutes and now - run.clock.last_save >= 60 * minutes and batch < run.steps_per_epoch - 1:
+        if run.world.is_main:
+            _check_finite(run, run.sums[0].item())
+        _save(run, epoch, batch + 1)
+
+
+def _emit_step(run: Run, now: float, lr: float, loss: float, acc: float) -> None:
+    _check_finite(run, loss)
+    clock = run.clock
+    per_step = (now - clock.last_emit) / max(1, run.step - clock.last_emit_step)
+    clock.step_time = per_step if clock.step_time is None else 0.7 * clock.step_time + 0.3 * per_step
+    run.emit({"type": "step", "step": run.step, "epoch": run.step / run.steps_per_epoch, "loss": loss, "acc": acc,
+              "lr": lr, "images_per_s": run.recipe.batch_size / per_step, "eta_s": _eta(run),
+              "elapsed_s": clock.elapsed(), "total_steps": run.total_steps})
+    clock.last_emit, clock.last_emit_step = now, run.step
+
+
+def _eta(run: Run) -> float | None:
+    if run.clock.step_time is None:
+        return None
+    evals_left = run.recipe.epochs - run.step // run.steps_per_epoch
+    return (run.total_steps - run.step) * run.clock.step_time + evals_left * run.clock.eval_time
+
+
+def _check_finite(run: Run, value: float, what: str = "loss") -> None:
+    if not math.isfinite(value):
+        raise TrainingError(f"the {what} became {value} at step {run.step} (epoch {run.step / run.steps_per_epoch:.2f}); "
+                            f"training diverged. Try a lower --lr. The last good checkpoint in {run.out} is kept.")
+
+
+# ---------------------------------------------------------------- end of an epoch, checkpoints, stop
+
+
+def _end_epoch(run: Run, epoch: int) -> None:
+    t_eval = time.time()
+    totals = all_sum(run.sums.clone(), run.world).tolist()
+    train_loss, train_acc = totals[0] / max(1, totals[2]), totals[1] / max(1, totals[2])
+    _check_finite(run, train_loss)
+    test_loss, test_acc = _test_metrics(run)
+    run.clock.eval_time = time.time() - t_eval
+    run.clock.last_emit = time.time()  # the evaluation is not training time for the throughput figure
+    run.emit({"type": "epoch", "epoch": epoch + 1, "step": run.step, "train_loss": train_loss, "train_acc": train_acc,
+              "test_loss": test_loss, "test_acc": test_acc, "lr": run.recipe.lr_at(run.step - 1, run.total_steps),
+              "elapsed_s": run.clock.elapsed(), "eta_s": _eta(run)})
+    run.sums.zero_()
+    _save(run, epoch + 1, 0)
+
+
+@torch.no_grad()
+def _test_metrics(run: Run) -> tuple[float, float]:
+    """Loss and accuracy on the test curve's images, in the training precision (the final figures are fp32)."""
+    run.model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=run.device)
+    for x, y in run.test_loader.epoch():
+        with run.amp():
+            logits = run.model(x)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+    all_sum(sums, run.world)
+    run.model.train()
+    n = max(1.0, sums[2].item())
+    return sums[0].item() / n, sums[1].item() / n
+
+
+def _save(run: Run, epoch: int, batch: int) -> None:
+    """Checkpoint the run at (epoch, batch); rank 0 writes it, every rank restarts its checkpoint clock."""
+    run.clock.last_save = time.time()
+    if not run.world.is_main:
+        return
+    # a finite loss can still be followed by a step that made the weights inf: never checkpoint those
+    _check_finite(run, sum(p.detach().abs().sum().item() for p in run.raw.parameters()), "sum of the weights' magnitudes")
+    run.state.update(epoch=epoch, batch=batch, step=run.step, elapsed_s=run.clock.elapsed(), sums=run.sums.tolist(),
+                     warm_errors=run.state.get("warm_errors", [])[-20:])
+    path = run.out / ckpt.FILENAME
+    ckpt.save_checkpoint(path, run.raw, run.optimizer, run.state)
+    run.emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": run.step, "path": str(path)})
+
+
+def _stopped(run: Run, epoch: int, batch: int) -> dict:
+    _check_finite(run, all_sum(run.sums[:1].clone(), run.world).item())  # the loss is only checked now and then
+    _save(run, epoch, batch)
+    end = {"type": "end", "status": "stopped", "step": run.step, "elapsed_s": run.clock.elapsed(),
+           "message": f"stopped at step {run.step}; resume with --resume --out {run.out}"}
+    run.emit(end)
+    return end
+
+
+# ---------------------------------------------------------------- the finished run
+
+
+def _finish(run: Run) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
-    result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
-    sha = save_model(out / "model.safetensors", raw, arch)
-    save_predictions(out / "preds.npz", predictions_arrays(result["probs"], test_split.labels))
+    wall, arch, test = run.clock.elapsed(), run.cfg.arch, run.data.test
+    result = evaluate(run.raw, test, run.device, flip_tta=run.cfg.flip_tta)
+    sha = save_model(run.out / "model.safetensors", run.raw, arch)
+    save_predictions(run.out / "preds.npz", result["probs"], test.labels)
     record = {
-        **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(raw),
+        **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(run.raw),
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
-        "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
-        "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
-        "hardware": across_run(out, lambda e: e.get("device")) or hardware_name(device, world),
+        "recipe": run.recipe.to_dict(), "preset": run.cfg.preset, "epochs": run.recipe.epochs, "seed": run.cfg.seed,
+        "subset": run.cfg.subset, "command": run.cfg.command, "wall_time_s": round(wall, 1), "steps": run.step,
+        "hardware": across_run(run.out, lambda e: e.get("device")) or hardware_name(run.device, run.world.size),
         "torch": torch.__version__,
-        "step_path": across_run(out, lambda e: e.get("step_path")) or "eager",
-        "step_fallback": next((e.get("step_fallback") for e in reversed(_starts(out))), None),
-        "precision": across_run(out, lambda e: e.get("config", {}).get("precision_used"))
-        or precision_label(resolve_precision(cfg.precision, device)),
+        "step_path": across_run(run.out, lambda e: e.get("step_path")) or "eager",
+        "step_fallback": next((e.get("step_fallback") for e in reversed(_starts(run.out))), None),
+        "precision": across_run(run.out, lambda e: e.get("config", {}).get("precision_used"))
+        or precision_label(run.amp_dtype),
         "test_accuracy": result["accuracy"], "test_loss": result["loss"], "test_images": result["n"],
         "per_class": result["per_class"], "confusion": result["confusion"],
         "file": "model.safetensors", "sha256": sha, "history": "events.jsonl", "predictions": "preds.npz",
     }
     if "accuracy_flip_tta" in result:
         record["test_accuracy_flip_tta"] = result["accuracy_flip_tta"]
-    if momentum_restarts:  # resumed from a parked checkpoint without momentum: not one unbroken optimisation
-        record["momentum_restarts"] = momentum_restarts
-    atomic_write_json(out / "metrics.json", record)
-    emit({"type": "end", "status": "completed", "step": step, "elapsed_s": wall, "test_accuracy": result["accuracy"],
-          "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})
+    atomic_write_json(run.out / "metrics.json", record)
+    run.emit({"type": "end", "status": "completed", "step": run.step, "elapsed_s": wall,
+              "test_accuracy": result["accuracy"],
+              "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})
     return record
+
+
+def across_run(out: Path, field: Callable[[dict], str | None]) -> str:
+    """What the run's starts said of one field, in order, a value repeated by consecutive starts once ("A then
+    B then A"): a long run resumed on other machines may have trained in bf16, then fp32, then bf16 again, and
+    its record says so rather than suggest it ended in fp32."""
+    return " then ".join(v for v, _ in itertools.groupby(v for v in map(field, _starts(out)) if v))
+
+
+def _starts(out: Path) -> list[dict]:
+    return list(iter_type(latest_run(read_events(out / "events.jsonl")), "start"))

@@ -37,7 +37,8 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, synthetic_data_dir) -> Path:
     """A finished 2-epoch ResNet-8 run on synthetic data: config, events, checkpoint, model, preds, metrics."""
-    from resnet_demo.train import TrainConfig, train
+    from resnet_demo.config import TrainConfig
+    from resnet_demo.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainConfig(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu",

@@ -67,7 +67,7 @@ def test_gallery_image_is_predicted_with_its_true_label(app):
 
 def test_gallery_choice_comes_from_the_url(env, tiny_weights_dir):
     env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
-    from resnet_demo.ship import read_test_images
+    from resnet_demo.testimages import read_test_images
 
     wanted = sorted(read_test_images(tiny_weights_dir))[5]
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)

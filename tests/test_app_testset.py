@@ -67,7 +67,7 @@ def test_picking_a_cell_shows_its_images(env, tiny_weights_dir):
     _ok(at)
     cell = _captions(at)[0]
     # Without the test set the cell shows the most confident of its *shipped* images, as many as fit.
-    from resnet_demo.ship import read_test_images
+    from resnet_demo.testimages import read_test_images
 
     shipped = read_test_images(tiny_weights_dir)
     correct = np.flatnonzero((preds["labels"] == t) & (preds["pred"] == t))

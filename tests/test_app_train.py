@@ -90,7 +90,7 @@ def test_start_watch_and_stop_a_tiny_run(env):
     assert "images/s" in at.get("progress")[0].proto.text
     import torch
 
-    from resnet_demo.train import precision_label, resolve_precision
+    from resnet_demo.device import precision_label, resolve_precision
 
     used = precision_label(resolve_precision("auto", torch.device("cpu")))  # what the app's default trains in
     assert any(used in c.value for c in at.caption)

@@ -2,17 +2,18 @@
 but the CUDA graph itself (static buffers, device lr, the warm-up put back, the fallback) is checked here."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import unittest.mock as mock
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from resnet_demo import graph_step
 from resnet_demo.graph_step import GraphStep, make_step, resolve_step, sgd_update
 from resnet_demo.model import build_model
 from resnet_demo.recipes import get_recipe
+from resnet_demo.train import EagerStep
 
 CPU = torch.device("cpu")
 RECIPE = get_recipe("fast")  # Nesterov, wd 5e-4, label smoothing 0.1
@@ -32,17 +33,8 @@ def _setup(seed=0):
 
 
 def _eager(model, opt):
-    """The loop's plain step (fp32 here): forward, loss, backward, torch.optim.SGD."""
-    def step(x, y, lr):
-        for g in opt.param_groups:
-            g["lr"] = lr
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=RECIPE.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-    return step
+    """The loop's plain step, in fp32 here."""
+    return EagerStep(model, opt, RECIPE, contextlib.nullcontext)
 
 
 def _batches(n, batch=16, seed=1):

@@ -1,12 +1,18 @@
 """The background job machinery: real trainer subprocesses on synthetic data (depth 8, a few images)."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from resnet_demo import jobs
-from resnet_demo.weights import finished_runs
+from resnet_demo import jobs, storage
+from resnet_demo.config import TrainConfig
+from resnet_demo.registry import finished_runs
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -22,10 +28,10 @@ def runs(tmp_path, monkeypatch, synthetic_data_dir):
 
 
 def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=500), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=500), runs)
     assert jobs.active(runs)["run_id"] == run_id
     with pytest.raises(jobs.JobError, match="already running"):
-        jobs.start(jobs.JobSettings(**TINY, epochs=1), runs)
+        jobs.start(TrainConfig(**TINY, epochs=1), runs)
     with pytest.raises(jobs.JobError, match="already running"):
         jobs.resume(run_id, runs)
     s = jobs.wait(run_id, runs, until=lambda s: s.last("step") is not None, timeout=180)
@@ -50,7 +56,7 @@ def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
 
 
 def test_finished_run_is_listed_everywhere(runs):
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=2, plain=True), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=2, plain=True), runs)
     s = jobs.wait(run_id, runs, timeout=300)
     assert s.state == "completed", s.message
     assert s.progress == 1.0 and len([e for e in s.events if e["type"] == "epoch"]) == 2
@@ -63,7 +69,7 @@ def test_finished_run_is_listed_everywhere(runs):
 def test_a_failed_run_says_why(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_DEMO_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.chdir(tmp_path)  # so ./data is not found either
-    run_id = jobs.start(jobs.JobSettings(**TINY, epochs=1), runs)
+    run_id = jobs.start(TrainConfig(**TINY, epochs=1), runs)
     s = jobs.wait(run_id, runs, timeout=180)
     assert s.state == "failed"
     assert "CIFAR-10 not found" in s.message
@@ -81,19 +87,21 @@ def test_stale_lock_is_cleared(runs):
 
 def test_settings_are_validated_before_anything_starts(runs):
     with pytest.raises(ValueError, match="6n\\+2"):
-        jobs.start(jobs.JobSettings(depth=21), runs)
+        jobs.start(TrainConfig(depth=21), runs)
     with pytest.raises(ValueError, match="smaller than one batch"):
-        jobs.start(jobs.JobSettings(depth=8, subset=10, batch_size=32), runs)
+        jobs.start(TrainConfig(depth=8, subset=10, batch_size=32), runs)
     assert not runs.exists() or not any(runs.iterdir())
 
 
 def test_settings_become_cli_arguments():
-    args = jobs.JobSettings(depth=56, plain=True, preset="fast", epochs=3, subset=5000, device="cpu").args()
+    cfg = TrainConfig(depth=56, plain=True, preset="fast", epochs=3, subset=5000, device="cpu")
+    args = cfg.to_args(run_only=True)
     from resnet_demo.cli import build_parser
 
     ns = build_parser().parse_args(["train", *args])
     assert (ns.depth, ns.plain, ns.preset, ns.epochs, ns.subset, ns.device) == (56, True, "fast", 3, 5000, "cpu")
     assert ns.test_subset is None and ns.batch_size is None
+    assert TrainConfig.from_args(args) == cfg
 
 
 def test_last_error_reads_only_the_latest_launch(tmp_path):
@@ -101,3 +109,96 @@ def test_last_error_reads_only_the_latest_launch(tmp_path):
         f"{jobs.LAUNCH_MARK}x: cmd\nerror: old problem\n{jobs.LAUNCH_MARK}y: cmd\nTraceback (most recent call last):\n"
         "  File \"x\", line 1\nRuntimeError: new problem\n")
     assert jobs.last_error(tmp_path) == "RuntimeError: new problem"
+
+
+def test_a_killed_trainer_is_reported_as_killed_and_resumes(runs):
+    # kill -9 leaves no end record and no error line: the log's last line is only what the trainer printed
+    # last (its start-up line, say), never the reason it ended.
+    run_id = jobs.start(TrainConfig(**TINY, epochs=500), runs)
+    jobs.wait(run_id, runs, until=lambda s: s.last("checkpoint") is not None, timeout=180)
+    os.kill(jobs.active(runs)["pid"], signal.SIGKILL)
+    s = jobs.wait(run_id, runs, timeout=60)
+    step = s.last("checkpoint")["step"]
+    assert s.state == "failed" and s.resumable
+    assert s.message == (f"the training process ended without finishing (killed or crashed); its last checkpoint "
+                         f"at step {step:,} can be resumed")
+    log_lines = (runs / run_id / jobs.LOG_FILE).read_text().splitlines()
+    assert not any(line.strip() and line.strip() in s.message for line in log_lines)
+    jobs.resume(run_id, runs)
+    s = jobs.wait(run_id, runs, timeout=180, until=lambda s: (s.last("start") or {}).get("resumed_from_step"))
+    assert s.last("start")["resumed_from_step"] == step
+
+
+def test_a_trainer_killed_before_its_first_checkpoint_says_so(tmp_path):
+    out = tmp_path / "runs" / "r"
+    out.mkdir(parents=True)
+    (out / jobs.LOG_FILE).write_text(f"{jobs.LAUNCH_MARK}x: cmd\nResNet-8 (78,042 params) on a CPU: 1 epochs\n")
+    s = jobs.status("r", tmp_path / "runs")
+    assert s.state == "failed" and not s.resumable
+    assert s.message == "the training process ended without finishing (killed or crashed) before its first checkpoint"
+
+
+def _fail_with(code: int):
+    def fail(*a, **k):
+        raise OSError(code, os.strerror(code), "/srv/secret/runs/.active.json")
+    return fail
+
+
+def _clean(message: str, runs) -> None:
+    assert "/" not in message and "Errno" not in message and str(runs) not in message, message
+
+
+def test_a_full_disk_while_taking_the_lock_leaves_no_lock_behind(runs, monkeypatch, caplog):
+    with monkeypatch.context() as m, pytest.raises(jobs.JobError, match="disk is full") as e:
+        m.setattr(jobs.os, "write", _fail_with(errno.ENOSPC))
+        jobs.start(TrainConfig(**TINY, epochs=1), runs)
+    _clean(str(e.value), runs)
+    assert "/srv/secret/runs/.active.json" in caplog.text  # the detail is in the server's log
+    assert not (runs / jobs.ACTIVE_FILE).exists() and jobs.active(runs) is None
+    launched = []  # the next Start is not blocked (the trainer itself is not needed to see that)
+    monkeypatch.setattr(jobs, "_launch", lambda runs_, run_id, args: launched.append(run_id))
+    run_id = jobs.start(TrainConfig(**TINY, epochs=1), runs)
+    assert launched == [run_id] and jobs.active(runs)["run_id"] == run_id
+    jobs._release(runs, run_id)
+
+
+@pytest.mark.parametrize("code, message", [(errno.EACCES, "may not write to its runs folder"),
+                                           (errno.ENOSPC, "disk is full"), (errno.EIO, "could not be written")])
+def test_an_unwritable_run_folder_gives_a_clean_error_and_releases_the_lock(runs, monkeypatch, code, message):
+    def refuse(path, obj):
+        raise storage.StorageError(code, f"could not save {path}: {os.strerror(code)}")
+
+    monkeypatch.setattr(jobs, "atomic_write_json", refuse)  # job.json, the first file of a new run
+    with pytest.raises(jobs.JobError, match=message) as e:
+        jobs.start(TrainConfig(**TINY, epochs=1), runs)
+    _clean(str(e.value), runs)
+    assert not (runs / jobs.ACTIVE_FILE).exists()
+
+
+def test_a_runs_path_that_is_no_folder_gives_a_clean_error(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    runs = tmp_path / "a-file" / "runs"
+    with pytest.raises(jobs.JobError, match="Could not start the training job: the runs folder could not be written"):
+        jobs.start(TrainConfig(**TINY, epochs=1), runs)
+
+
+def test_an_empty_lock_left_by_a_crash_does_not_block_for_long(runs):
+    runs.mkdir(parents=True)
+    (runs / jobs.ACTIVE_FILE).write_text("")
+    assert jobs.active(runs) is None and (runs / jobs.ACTIVE_FILE).exists()  # maybe being written right now
+    old = os.stat(runs / jobs.ACTIVE_FILE).st_mtime - jobs.UNREADABLE_GRACE_S - 1
+    os.utime(runs / jobs.ACTIVE_FILE, (old, old))
+    assert jobs.active(runs) is None and not (runs / jobs.ACTIVE_FILE).exists()
+
+
+def test_stop_asks_with_a_signal_when_no_stop_file_can_be_written(runs, monkeypatch):
+    runs.mkdir(parents=True)
+    # a stand-in trainer: its command line names the run, as the real one's does
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "run-x"])
+    try:
+        (runs / jobs.ACTIVE_FILE).write_text(json.dumps({"run_id": "run-x", "pid": proc.pid, "created": 0}))
+        monkeypatch.setattr(jobs.Path, "write_text", _fail_with(errno.ENOSPC))
+        assert jobs.stop(runs) == "run-x"
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()

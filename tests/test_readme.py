@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from resnet_demo.paper import PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
-from resnet_demo.weights import read_manifest
+from resnet_demo.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = read_manifest(ROOT / "weights")  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says
@@ -63,8 +63,7 @@ def test_readme_states_the_size_of_weights():
     stated = re.search(r"`weights/` holds ([\d.]+) MB of shipped files; the largest is `test_images.npz` "
                        r"\(([\d.]+) MB\), the ([\d,]+) test images", text)
     assert stated, "README.md no longer says how big weights/ is"
-    # A long CPU run's resumable checkpoint may travel in weights/in-progress/ for a while: not shipped.
-    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file() and "in-progress" not in f.parts]
+    files = [f for f in (ROOT / "weights").rglob("*") if f.is_file()]
     images = ROOT / "weights" / "test_images.npz"
     with np.load(images) as z:
         count = len(z["indices"])

@@ -53,7 +53,7 @@ SHIPPED = ROOT / "weights"
 
 
 def _shipped_names() -> list[str]:
-    from resnet_demo.weights import shipped_models
+    from resnet_demo.registry import shipped_models
 
     return [e.name for e in shipped_models(SHIPPED)]
 
@@ -68,7 +68,7 @@ def real_test_split(real_data_dir):
 def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
     # Every number the manifest (and so the README and the app) states must come out of the shipped file.
     from resnet_demo.evaluate import evaluate
-    from resnet_demo.weights import shipped_models
+    from resnet_demo.registry import shipped_models
 
     entry = next(e for e in shipped_models(SHIPPED) if e.name == name)
     result = evaluate(entry.load(), real_test_split, "cpu", flip_tta=True)
@@ -83,8 +83,8 @@ def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
 
 def test_shipped_test_images_are_the_real_pixels(real_test_split):
     # The Test-set page shows these instead of the data set, so they must be the genuine images, bit for bit.
-    from resnet_demo.ship import read_test_images
-    from resnet_demo.weights import shipped_models
+    from resnet_demo.testimages import read_test_images
+    from resnet_demo.registry import shipped_models
 
     shipped = read_test_images(SHIPPED)
     if shipped is None:

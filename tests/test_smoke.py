@@ -1,6 +1,6 @@
 import json
 
-from resnet_demo.weights import shipped_models
+from resnet_demo.registry import shipped_models
 
 
 def test_tiny_weights_dir_is_loadable(tiny_weights_dir):
@@ -16,7 +16,8 @@ def test_shipped_test_images_are_lossless_and_cover_every_mistake(tiny_weights_d
     import numpy as np
 
     from resnet_demo.data import load_cifar10
-    from resnet_demo.ship import GALLERY_PER_CLASS, read_test_images
+    from resnet_demo.ship import GALLERY_PER_CLASS
+    from resnet_demo.testimages import read_test_images
 
     test = load_cifar10(synthetic_data_dir, download=False).test
     shipped = read_test_images(tiny_weights_dir)

@@ -13,12 +13,14 @@ import pytest
 import torch
 
 from resnet_demo import checkpoint as ckpt
+from resnet_demo import device as device_mod
 from resnet_demo import recipes, storage
 from resnet_demo import train as train_mod
+from resnet_demo.config import TrainConfig
 from resnet_demo.events import epochs as epoch_rows
 from resnet_demo.events import read_events
 from resnet_demo.recipes import RECIPES, get_recipe
-from resnet_demo.train import TrainConfig, TrainingError, train
+from resnet_demo.train import TrainingError, train
 
 # The tiny_run fixture's settings (conftest.py): 640 synthetic images, batch 64 -> 10 steps per epoch, 2 epochs.
 TINY = dict(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu", download=False)
@@ -173,85 +175,23 @@ def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint(tiny_run, synthetic_
     assert [s["resumed_from_step"] for s in starts] == [None, 12]
 
 
-def test_a_parked_checkpoint_resumes_elsewhere_and_shipping_removes_it(tiny_run, synthetic_data_dir, tmp_path,
-                                                                          monkeypatch, capsys):
-    # A long CPU run: park its checkpoint in weights/in-progress/ (committed), resume it on "another machine".
-    from resnet_demo import cli
-    from resnet_demo.weights import ENV_WEIGHTS
-
-    monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "weights"))
-    first = tmp_path / "machine-a" / "r"
-    train(cfg(synthetic_data_dir, first), should_stop=stop_after(15))  # mid-epoch 2, step 13
-    with open(first / "events.jsonl", "a") as f:  # the run went on past its last checkpoint before parking
-        f.write(json.dumps({"type": "step", "step": 99, "epoch": 9.9, "loss": 1.0}) + "\n")
-    assert cli.main(["park", str(first)]) == 0
-    parked = tmp_path / "weights" / "in-progress" / "r"
-    assert f"parked {first} in epoch 2, after batch 3 (step 13) in {parked}" in capsys.readouterr().out
-    assert (parked / ckpt.FILENAME).read_bytes() == (first / ckpt.FILENAME).read_bytes()
-    assert max(e.get("step", 0) for e in read_events(parked / "events.jsonl")) == 13
-
-    second = tmp_path / "machine-b" / "r"
-    shutil.copytree(parked, second)
-    resumed = train(cfg(synthetic_data_dir, second, resume=True))
-    assert resumed["steps"] == 20
-    a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after resuming from the parked copy"
-    keys = ("epoch", "train_loss", "test_acc")
-    assert ([{k: r[k] for k in keys} for r in epoch_rows(read_events(second / "events.jsonl"))]
-            == [{k: r[k] for k in keys} for r in epoch_rows(read_events(tiny_run / "events.jsonl"))])
-
-    assert cli.main(["park", str(second)]) == 1
-    assert "has finished; ship it instead" in capsys.readouterr().err
-    assert cli.main(["ship", str(second), "--name", "resnet8-long", "--data-dir", str(synthetic_data_dir),
-                     "--no-download"]) == 0
-    assert not (tmp_path / "weights" / "in-progress").exists()
-    assert cli.main(["park", str(tmp_path / "nowhere")]) == 1
-    assert "has no checkpoint yet" in capsys.readouterr().err
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / ckpt.FILENAME).write_bytes(b"not a checkpoint")
-    (broken / "config.json").write_text("{}")
-    assert cli.main(["park", str(broken)]) == 1
-    assert "error:" in capsys.readouterr().err
-    assert not (tmp_path / "weights" / "in-progress" / "broken").exists()
-
-
-def test_park_can_drop_the_momentum_and_the_finished_run_says_so(tiny_run, synthetic_data_dir, tmp_path,
-                                                                 monkeypatch, capsys):
-    # A 110-layer checkpoint does not fit in weights/ with its momentum: park keeps the weights exactly and
-    # drops the momentum, and the resumed run restarts it and records where.
-    from resnet_demo import cli
-    from resnet_demo.weights import ENV_WEIGHTS, read_manifest
-
-    monkeypatch.setenv(ENV_WEIGHTS, str(tmp_path / "weights"))
+def test_a_run_resumed_on_another_machine_names_both_in_its_record(tiny_run, synthetic_data_dir, tmp_path,
+                                                                    monkeypatch):
+    # A long CPU run stopped on one machine, its folder copied to another and resumed there in another precision:
+    # the finished record names both machines and both precisions, in order.
     first = tmp_path / "machine-a" / "r"
     train(cfg(synthetic_data_dir, first, precision="fp32"), should_stop=stop_after(15))  # mid-epoch 2, step 13
-    assert cli.main(["park", str(first), "--drop-momentum"]) == 0
-    parked = tmp_path / "weights" / "in-progress" / "r"
-    assert f"(step 13, without momentum) in {parked}" in capsys.readouterr().out
-    full, light = tensors(first / ckpt.FILENAME), tensors(parked / ckpt.FILENAME)
-    assert any(k.startswith("momentum.") for k in full) and not any(k.startswith("momentum.") for k in light)
-    assert {k: v for k, v in full.items() if k.startswith("model.")}.keys() == light.keys()
-    assert all(torch.equal(full[k], light[k]) for k in light), "park changed the weights"
-    assert (parked / ckpt.FILENAME).stat().st_size < 0.6 * (first / ckpt.FILENAME).stat().st_size
-    assert ckpt_state(parked)["momentum_restarts"] == [13] and "momentum_restarts" not in ckpt_state(first)
-
     second = tmp_path / "machine-b" / "r"
-    shutil.copytree(parked, second)
-    here = train_mod.hardware_name(torch.device("cpu"))
+    shutil.copytree(first, second)
+    here = device_mod.hardware_name(torch.device("cpu"))
     monkeypatch.setattr(train_mod, "hardware_name", lambda device, world=1: "machine B, 16 threads")
     resumed = train(cfg(synthetic_data_dir, second, resume=True, precision="bf16"))
-    assert "holds no SGD momentum (park --drop-momentum); it restarts from zero at step 13" in capsys.readouterr().err
-    assert resumed["steps"] == 20 and resumed["momentum_restarts"] == [13]
+    assert resumed["steps"] == 20 and "momentum_restarts" not in resumed
     assert resumed["hardware"] == f"{here} then machine B, 16 threads"  # the record names both machines
     assert resumed["precision"] == "fp32 then bf16 autocast"  # and the precision each part trained in
     starts = [e for e in read_events(second / "events.jsonl") if e["type"] == "start"]
-    assert [(s["resumed_from_step"], s["momentum_restarted"]) for s in starts] == [(None, False), (13, True)]
-    a, b = tensors(tiny_run / "model.safetensors"), tensors(second / "model.safetensors")
-    assert not all(torch.equal(a[k], b[k]) for k in a), "the momentum did not restart"
-    assert cli.main(["ship", str(second), "--name", "resnet8-long", "--data-dir", str(synthetic_data_dir),
-                     "--no-download"]) == 0
-    assert read_manifest(tmp_path / "weights")["models"]["resnet8-long"]["momentum_restarts"] == [13]
+    assert [s["resumed_from_step"] for s in starts] == [None, 13]
+    assert all("momentum_restarted" not in s for s in starts)
 
 
 def test_a_run_record_names_each_leg_of_a_journey_in_order(tmp_path):
@@ -280,6 +220,13 @@ def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, s
         with pytest.raises(TrainingError, match=re.escape(message)):
             train(cfg(synthetic_data_dir, out, resume=True, **given))
         assert (out / ckpt.FILENAME).read_bytes() == before, "a refused resume touched the checkpoint"
+    # A preset's own length or batch (table6: 40 epochs for this depth, batch 256) would put the step elsewhere
+    # too (the settings alone); a resume takes the checkpoint's schedule instead.
+    other = cfg(synthetic_data_dir, out, resume=True, preset="table6", epochs=None,
+                batch_size=None).with_schedule_of(ckpt.read_state(out / ckpt.FILENAME)["config"])
+    assert (get_recipe("table6", depth=8).epochs, get_recipe("table6").batch_size) == (40, 256)
+    r = get_recipe(other.preset, "cuda", other.epochs, other.batch_size, other.lr, depth=8)
+    assert (r.epochs, r.batch_size, r.lr) == (2, 64, pytest.approx(0.075))
     resumed = train(cfg(synthetic_data_dir, out, resume=True, epochs=None, batch_size=None))
     assert resumed["steps"] == 20 and resumed["epochs"] == 2
     a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
@@ -389,24 +336,30 @@ def test_cuda_without_cuda_is_a_clear_error(synthetic_data_dir, tmp_path):
 
 
 def test_too_few_images_for_a_batch(synthetic_data_dir, tmp_path):
-    with pytest.raises(TrainingError, match="only 40 training images for a batch of 64"):
+    with pytest.raises(TrainingError, match=r"a subset of 40 images is smaller than one batch \(64\)"):
         train(cfg(synthetic_data_dir, tmp_path / "r", subset=40))
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    # The data set itself can be smaller than the batch (the synthetic one holds 640 training images).
+    with pytest.raises(TrainingError, match="only 640 training images for a batch of 1000"):
+        train(cfg(synthetic_data_dir, tmp_path / "r", batch_size=1000))
 
 
 # ---------------------------------------------------------------- precision
 
 def test_precision_resolution(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert isinstance(train_mod.cpu_has_native_bf16(), bool)
-    assert train_mod.resolve_precision("fp32", cuda) is None
-    assert train_mod.resolve_precision("bf16", cpu) is torch.bfloat16
-    assert train_mod.resolve_precision("auto", cuda) is torch.bfloat16
-    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
-    assert train_mod.resolve_precision("auto", cpu) is None  # emulated bf16 would be slower than fp32
-    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
-    assert train_mod.resolve_precision("auto", cpu) is torch.bfloat16
-    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):
-        train_mod.resolve_precision("fp8", cpu)
+    assert isinstance(device_mod.cpu_has_native_bf16(), bool)
+    assert device_mod.resolve_precision("fp32", cuda) is None
+    assert device_mod.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert device_mod.resolve_precision("auto", cuda) is torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    assert device_mod.resolve_precision("auto", cpu) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    assert device_mod.resolve_precision("auto", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        device_mod.resolve_precision("fp8", cpu)
+    with pytest.raises(TrainingError, match="unknown precision 'fp8'"):  # refused before anything is written
+        train(TrainConfig(precision="fp8", out="/nonexistent/never-written"))
 
 
 def test_native_bf16_probe_never_raises(monkeypatch):
@@ -415,7 +368,7 @@ def test_native_bf16_probe_never_raises(monkeypatch):
             raise RuntimeError("no cpuinfo")
 
     monkeypatch.setattr(torch, "cpu", Broken())
-    assert train_mod.cpu_has_native_bf16() is False
+    assert device_mod.cpu_has_native_bf16() is False
 
 
 @pytest.mark.parametrize("precision, label", [("bf16", "bf16 autocast"), ("fp32", "fp32")])

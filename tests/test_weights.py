@@ -10,8 +10,9 @@ import torch
 
 from resnet_demo import cli
 from resnet_demo.model import Arch, build_model
-from resnet_demo.weights import (BUDGET_BYTES, ENV_RUNS, ENV_WEIGHTS, WeightsError, finished_runs, list_models,
-                                 load_model, resolve, save_model, shipped_models, size_bytes)
+from resnet_demo.registry import ENV_RUNS, ENV_WEIGHTS, finished_runs, list_models, resolve, shipped_models
+from resnet_demo.ship import BUDGET_BYTES, size_bytes
+from resnet_demo.weights import WeightsError, load_model, save_model
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def test_ship_cli_says_how_much_of_the_budget_weights_uses(tiny_run, synthetic_d
     out = capsys.readouterr().out
     assert "shipped tiny: test accuracy" in out
     assert f"weights/ now holds {size_bytes(tmp_path / 'w') / 1e6:.1f} MB of its 30 MB budget\n" in out
-    monkeypatch.setattr("resnet_demo.weights.BUDGET_BYTES", 1000)  # a shipped model is far bigger
+    monkeypatch.setattr("resnet_demo.ship.BUDGET_BYTES", 1000)  # a shipped model is far bigger
     assert cli.main(["ship", str(tiny_run), "--name", "tiny", "--data-dir", str(synthetic_data_dir),
                      "--no-download"]) == 0
     assert "budget: over it, so ship with --fp16 or remove a superseded model" in capsys.readouterr().out
@@ -205,8 +206,9 @@ def twin_weights(weights_copy, tiny_run, synthetic_data_dir):
 
 def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, synthetic_data_dir, capsys):
     from resnet_demo.data import load_cifar10
-    from resnet_demo.ship import read_test_images, write_test_images
-    from resnet_demo.weights import retired_models, with_history
+    from resnet_demo.registry import retired_models, with_history
+    from resnet_demo.ship import update_test_images
+    from resnet_demo.testimages import read_test_images
 
     old = json.loads((twin_weights / "manifest.json").read_text())["models"]["resnet8"]
     before = size_bytes(twin_weights)
@@ -231,15 +233,15 @@ def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, syn
         resolve("resnet8")
     # the test images shrink to what the remaining model needs, exactly as if written from the test set
     kept = read_test_images(twin_weights)
-    write_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
+    update_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
     assert read_test_images(twin_weights).keys() == kept.keys()
     assert cli.main(["models"]) == 0
     assert "history only, for Fig. 6 (retired for resnet8-long)" in capsys.readouterr().out
 
 
 def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthetic_data_dir):
+    from resnet_demo.registry import retired_models
     from resnet_demo.ship import retire_model, ship_run
-    from resnet_demo.weights import retired_models
 
     manifest_before = (twin_weights / "manifest.json").read_bytes()
     with pytest.raises(WeightsError, match="no shipped model named 'resnet9'"):
@@ -263,3 +265,46 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
     assert not (twin_weights / "test_images.npz").exists()
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=twin_weights)
     assert retired_models(twin_weights) == [] and {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}
+
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from resnet_demo.checkpoint import save_checkpoint
+from resnet_demo.model import build_model
+from resnet_demo.storage import sha256_file
+from resnet_demo.weights import save_model
+torch.manual_seed(0)
+model = build_model(8)
+extra = {k: i for i, k in enumerate("abcdefgh")}  # more keys: more orders a hash map could put them in
+print(save_model(sys.argv[1] + ".safetensors", model, model.arch, extra=extra))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+model(torch.zeros(2, 3, 32, 32)).sum().backward()
+opt.step()
+save_checkpoint(sys.argv[1] + ".ckpt", model, opt, {"step": 1, "epoch": 0, "batch": 1, "config": {"depth": 8}})
+print(sha256_file(sys.argv[1] + ".ckpt"))
+"""
+
+
+def test_the_same_weights_give_the_same_bytes_in_any_process(tmp_path):
+    # safetensors orders the metadata as a Rust hash map does, differently in each process; the sha256 of a
+    # weights file must be a fingerprint of its weights, so two processes must write the very same bytes.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parent.parent
+    shas = [subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"p{i}")], check=True,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+                           timeout=300).stdout.split() for i in range(3)]
+    assert shas[0] == shas[1] == shas[2], shas
+    model, meta = load_model(tmp_path / "p0.safetensors", shas[0][0])
+    assert meta["h"] == 7 and model.arch == Arch(8)
+    assert load_file(str(tmp_path / "p0.ckpt")).keys() == load_file(str(tmp_path / "p1.ckpt")).keys()
+    # Files written before the header was canonical keep their recorded sha256 and still load.
+    shipped = shipped_models(root / "weights")
+    if shipped:
+        smallest = min(shipped, key=lambda e: e.weights.stat().st_size)
+        assert smallest.load().arch == smallest.arch

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..images import ImageError, load_input, to_tensor
 from ..paper import CLASSES
-from ..weights import weights_dir
+from ..registry import weights_dir
 from . import state
 
 CURRENT = "inputs.current"  # session_state key of the image last looked at

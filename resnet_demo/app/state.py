@@ -9,9 +9,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from .. import ship
+from .. import testimages
 from ..data import DataError, Split, find_cifar10, load_cifar10
-from ..weights import ModelEntry, WeightsError, list_models, weights_dir
+from ..registry import ModelEntry, list_models, weights_dir
+from ..weights import WeightsError
 
 log = logging.getLogger("resnet_demo.app")
 
@@ -49,7 +50,7 @@ def mtime(path: Path | None) -> float:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the shipped test images...")
 def _shipped_test_images(directory: str, modified: float) -> dict[int, tuple[np.ndarray, int]] | None:
-    return ship.read_test_images(Path(directory))
+    return testimages.read_test_images(Path(directory))
 
 
 def shipped_test_images() -> dict[int, tuple[np.ndarray, int]] | None:

@@ -13,7 +13,7 @@ from ... import explain
 from ...explain import METHODS, Attribution
 from ...inference import probabilities, top_k
 from ...paper import CLASSES
-from ...weights import ModelEntry
+from ...registry import ModelEntry
 from .. import inputs, state
 
 SIZE = 256  # 32x32 drawn 8x

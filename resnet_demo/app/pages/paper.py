@@ -11,7 +11,8 @@ import streamlit as st
 from ...events import epochs as epoch_rows
 from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
-from ...weights import ModelEntry, WeightsError, shipped_models, with_history
+from ...registry import ModelEntry, shipped_models, with_history
+from ...weights import WeightsError
 from .. import charts
 
 NOT_TRAINED = "not trained yet"

@@ -8,7 +8,7 @@ import torch
 
 from ...images import upscale
 from ...inference import probabilities, top_k
-from ...weights import ModelEntry
+from ...registry import ModelEntry
 from .. import inputs, state
 
 SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible

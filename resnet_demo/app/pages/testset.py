@@ -13,7 +13,8 @@ import streamlit as st
 
 from ...data import find_cifar10
 from ...paper import CLASSES, TABLE6_ERROR
-from ...weights import ModelEntry, WeightsError
+from ...registry import ModelEntry
+from ...weights import WeightsError
 from .. import state
 from ..testset_charts import cell_from_selection, confusion_figure, per_class_bars
 

@@ -12,10 +12,12 @@ import streamlit as st
 import torch
 
 from ... import jobs
+from ...config import TrainConfig
 from ...events import epochs as epoch_rows
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
-from ...weights import ModelEntry, WeightsError, finished_runs, with_history
+from ...registry import ModelEntry, finished_runs, with_history
+from ...weights import WeightsError
 from .. import charts
 
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
@@ -86,7 +88,7 @@ def _settings_panel() -> None:
                                     step=32, key=f"train_batch_{preset}",
                                     help="The learning rate scales linearly with it."))
         seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="train_seed"))
-    settings = jobs.JobSettings(
+    settings = TrainConfig(
         depth=depth if isinstance(depth, int) else 20, plain=kind == "plain",
         shortcut="A" if kind == "plain" else shortcut, preset=preset, epochs=epochs,
         subset=None if subset >= FULL_TRAIN else subset, test_subset=None if test_subset >= FULL_TEST else test_subset,

@@ -1,0 +1,160 @@
+"""Every model this installation can load, where its files are, and which one to show first.
+
+Two sources of models:
+- shipped: `weights/manifest.json` (+ <name>.safetensors, .history.jsonl, .preds.npz), $RESNET_DEMO_WEIGHTS;
+- finished runs: `runs/<id>/` with model.safetensors and metrics.json (the same record as a manifest entry),
+  $RESNET_DEMO_RUNS.
+A shipped model superseded by a better one of its architecture can be retired: its weights leave weights/ (the
+git history keeps them) and its training history stays under "retired", because Fig. 6 compares curves of
+one recipe, not the best models.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evaluate import load_predictions
+from .events import read_events
+from .manifest import read_manifest
+from .model import Arch, CifarResNet
+from .weights import WeightsError, load_model, read_arch
+
+ENV_WEIGHTS = "RESNET_DEMO_WEIGHTS"
+ENV_RUNS = "RESNET_DEMO_RUNS"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get(ENV_WEIGHTS) or PACKAGE_ROOT / "weights")
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(ENV_RUNS) or "runs")
+
+
+@dataclass
+class ModelEntry:
+    """One loadable model, shipped or trained here; `record` is its manifest/metrics record."""
+
+    name: str
+    label: str
+    arch: Arch
+    weights: Path | None  # None once retired
+    source: str  # "shipped" | "run" | "file" | "retired"
+    record: dict = field(default_factory=dict)
+    history: Path | None = None
+    predictions: Path | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.record.get("sha256")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.record.get("test_accuracy")
+
+    def load(self, device: str | torch.device = "cpu") -> CifarResNet:
+        if self.weights is None:
+            retired = self.record.get("retired", {})
+            raise WeightsError(f"{self.name!r} was retired for {retired.get('for', 'a better model')!r}; only its "
+                               f"training history is shipped (its weights are in the git history: "
+                               f"git log -- weights/{retired.get('file', self.name + '.safetensors')})")
+        model, meta = load_model(self.weights, self.sha256, device)
+        if meta["arch"] != self.arch:  # e.g. another depth's file renamed, with no sha256 recorded to catch it
+            raise WeightsError(f"{self.weights} holds {meta['arch'].label}, but {self.name!r} is listed as "
+                               f"{self.arch.label}; the file was replaced or renamed")
+        return model
+
+    def load_predictions(self) -> dict[str, np.ndarray] | None:
+        return load_predictions(self.predictions)
+
+    def load_history(self) -> list[dict]:
+        return read_events(self.history) if self.history else []
+
+
+def _entry(name: str, record: dict, base: Path, source: str, label: str | None = None) -> ModelEntry:
+    arch = Arch.from_dict(record)
+
+    def opt(key: str) -> Path | None:
+        return base / record[key] if record.get(key) else None
+
+    weights = None if source == "retired" else base / record["file"]
+    return ModelEntry(name=name, label=label or arch.label, arch=arch, weights=weights,
+                      source=source, record=record, history=opt("history"), predictions=opt("predictions"))
+
+
+def shipped_models(directory: Path | None = None) -> list[ModelEntry]:
+    directory = directory or weights_dir()
+    models = read_manifest(directory).get("models", {})
+    entries = [_entry(name, rec, directory, "shipped") for name, rec in models.items()]
+    for label in {e.label for e in entries}:
+        twins = [e for e in entries if e.label == label]
+        if len(twins) > 1:  # two shipped ResNet-32s, say: every picker must tell them apart
+            epochs = [e.record.get("epochs") for e in twins]
+            distinct = None not in epochs and len(set(epochs)) == len(epochs)
+            for e, n in zip(twins, epochs):
+                e.label = f"{label} · {n} epochs" if distinct else f"{label} ({e.name})"
+    return entries
+
+
+def retired_models(directory: Path | None = None) -> list[ModelEntry]:
+    """Retired shipped models: a record and a training history each, no weights."""
+    directory = directory or weights_dir()
+    retired = read_manifest(directory).get("retired", {})
+    return [_entry(name, rec, directory, "retired") for name, rec in retired.items()]
+
+
+def with_history(directory: Path | None = None) -> list[ModelEntry]:
+    """Every shipped training history, retired models' included: what Fig. 6 and run comparisons draw."""
+    entries = shipped_models(directory) + retired_models(directory)
+    return [e for e in entries if e.history is not None and e.history.is_file()]
+
+
+def finished_runs(directory: Path | None = None) -> list[ModelEntry]:
+    """Runs with a metrics.json (written last, after model.safetensors), newest first."""
+    directory = directory or runs_dir()
+    out = []
+    for metrics in sorted(directory.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            rec = json.loads(metrics.read_text())
+            arch = Arch.from_dict(rec)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a foreign or damaged folder is skipped, not fatal
+        run_id = metrics.parent.name
+        out.append(_entry(f"run:{run_id}", rec, metrics.parent, "run", f"{arch.label} · run {run_id}"))
+    return out
+
+
+def list_models() -> list[ModelEntry]:
+    return shipped_models() + finished_runs()
+
+
+def resolve(name_or_path: str) -> ModelEntry:
+    """A registry name (e.g. "resnet20", "run:<id>") or a path to a .safetensors file."""
+    for entry in list_models():
+        if entry.name == name_or_path:
+            return entry
+    for entry in retired_models():
+        if entry.name == name_or_path:
+            entry.load()  # raises, saying what it was retired for and where its weights went
+    p = Path(name_or_path)
+    if p.is_file():
+        arch = read_arch(p)
+        return ModelEntry(name=str(p), label=arch.label, arch=arch, weights=p, source="file")
+    known = ", ".join(e.name for e in list_models()) or "none yet"
+    raise WeightsError(f"no model named {name_or_path!r} and no such file; known models: {known}")
+
+
+def default_model(entries: list[ModelEntry] | None = None) -> ModelEntry:
+    """The model to use when none is named: the most accurate residual net (any model if none is residual)."""
+    entries = list_models() if entries is None else entries
+    if not entries:
+        raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "
+                           "Train one with `python -m resnet_demo train --depth 20 --preset classroom`.")
+    residual = [m for m in entries if not m.arch.plain]
+    return max(residual or entries, key=lambda m: m.test_accuracy or 0.0)
