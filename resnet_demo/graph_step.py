@@ -33,6 +33,10 @@ WARMUP_STEPS = 3  # before capture, on a side stream: cuDNN picks its algorithms
 
 Capture = Callable[[Callable[[], None]], Callable[[], None]]  # records fn, returns what replays it
 
+# A step: one batch's forward, backward and update at the given lr; returns the batch's loss and its number of
+# correct predictions as tensors on the device, unsynchronised, so that a step may run ahead of the host.
+Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.Tensor]"]
+
 
 class GraphCaptureError(RuntimeError):
     """Capture or the check replay failed; the model and optimizer are as they were before."""
@@ -67,8 +71,7 @@ def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
 def cuda_capture(device: torch.device) -> Capture:
     def capture(fn: Callable[[], None]) -> Callable[[], None]:
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a CUDA call from another thread of the process (a UI, a logger) does not void the capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph):  # the documented whole-network pattern: backward and optimizer inside
             fn()
         return graph.replay
 
@@ -164,9 +167,6 @@ def resolve_step(requested: str, device: torch.device, world: int, compiled: boo
     if compiled:
         return "eager", "the model is compiled (--compile)"
     return "graph", None
-
-
-Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 def make_step(requested: str, eager: Step, raw: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,

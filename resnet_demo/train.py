@@ -32,7 +32,7 @@ from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, load_cifar1
 from .device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
 from .distributed import World, all_sum
 from .evaluate import evaluate, save_predictions
-from .graph_step import make_step
+from .graph_step import Step, make_step
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
@@ -60,11 +60,6 @@ class StopRequest:
         if not self.flag and (self.file.exists() or (self.extra is not None and self.extra())):
             self.flag = True
         return self.flag
-
-
-# A step: one batch's forward, backward and update at the given lr; returns the batch's loss and its number of
-# correct predictions as tensors on the device, unsynchronised, so that a step may run ahead of the host.
-Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 class EagerStep:

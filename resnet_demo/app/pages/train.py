@@ -72,9 +72,10 @@ def _settings_panel() -> None:
     device = st.selectbox("Device", devices, key="train_device",
                           format_func=lambda d: f"CUDA GPU ({torch.cuda.get_device_name(0)})" if d == "cuda" else "CPU")
     on_gpu = device == "cuda"
-    length = RECIPES[preset].epochs_for(depth if isinstance(depth, int) else 20)  # table6: deeper nets longer
+    length = RECIPES[preset].epochs_for(depth if isinstance(depth, int) else 20)
+    by_depth = f"_{length}" if RECIPES[preset].epochs_by_depth else ""  # table6: a new depth, its own default
     epochs = int(st.number_input("Epochs", min_value=1, max_value=1000, value=length,
-                                 key=f"train_epochs_{preset}_{length}", help="The schedule stretches to fit."))
+                                 key=f"train_epochs_{preset}{by_depth}", help="The schedule stretches to fit."))
     subset = int(st.number_input("Training images", min_value=16, max_value=FULL_TRAIN,
                                  value=FULL_TRAIN if on_gpu else 5000, step=1000, key=f"train_subset_{device}",
                                  help="A stratified subset trains faster; 50,000 is the whole set."))
