@@ -1,4 +1,4 @@
-"""Train several models at once on one machine (e.g. a lent GPU), then ship each finished one.
+"""Train several models at once on one machine (e.g. a large GPU), then ship each finished one.
 
 Small CIFAR ResNets leave a big GPU mostly idle, so several trainings run side by side as separate processes
 (`--parallel`). A time budget stops whatever is still running with SIGTERM, which makes the trainer save a
