@@ -109,7 +109,7 @@ def _gallery_picker(key: str) -> Chosen | None:
 def decode(data: bytes, name: str, kind: str = "upload") -> Chosen:
     """Bytes a person supplied -> Chosen; raises ImageError with a message meant for them."""
     x, small, original = load_input(data, name)
-    size = original.size
+    size = original.info.get("original_size", original.size)
     if max(original.size) > DISPLAY_MAX:
         original = original.copy()
         original.thumbnail((DISPLAY_MAX, DISPLAY_MAX), Image.Resampling.LANCZOS)
