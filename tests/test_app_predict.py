@@ -136,3 +136,47 @@ def test_explain_button_carries_the_image_over(app):
     assert app.title[0].value == "Explain"
     assert app.radio(key="explain_source").value == "Current image"
     assert any(f"#{index}" in str(o) for o in app.radio(key="explain_source").options)
+
+
+def test_too_many_files_are_refused_as_a_whole(app):
+    """Issue 29: there was no limit on the number of files in one upload."""
+    from resnet_demo.app.uploads import MAX_FILES
+
+    app.radio(key="predict_source").set_value("Upload").run()
+    app.file_uploader(key="predict_upload").set_value(
+        [(f"p{i}.png", png(), "image/png") for i in range(MAX_FILES + 1)]).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [e.value for e in app.error] == [
+        f"At most {MAX_FILES} images at a time: {MAX_FILES + 1} were chosen, so none was kept. "
+        f"Choose up to {MAX_FILES} and upload them again."]
+    assert not charts(app)
+    assert app.file_uploader(key="predict_upload1").value == []  # a fresh widget replaced the refused upload
+    app.file_uploader(key="predict_upload1").set_value([(f"p{i}.png", png(), "image/png") for i in range(2)]).run()
+    ok(app)
+    assert len(charts(app)) == 2
+
+
+def test_uploads_over_the_session_byte_cap_are_refused(app, monkeypatch):
+    """Issue 29: ten 20 MB junk files in one upload were kept; the bytes a tab may hold are capped now."""
+    from resnet_demo.app import uploads
+
+    monkeypatch.setattr(uploads, "MAX_SESSION_BYTES", 2**20)
+    app.radio(key="predict_source").set_value("Upload").run()
+    junk = bytes(700_000)
+    app.file_uploader(key="predict_upload").set_value([("a.bin", junk, "image/png"), ("b.bin", junk, "image/png")]).run()
+    assert not app.exception, [e.value for e in app.exception]
+    (error,) = [e.value for e in app.error]
+    assert error.startswith("These uploads come to 1.3 MB; at most 1 MB can be kept at a time, so none was kept.")
+    assert not charts(app) and app.file_uploader(key="predict_upload1").value == []
+
+
+def test_server_limits_fit_what_the_app_needs():
+    """Issue 29: maxMessageSize was Streamlit's 200 MB default, and a single file could exceed what a tab may keep."""
+    import tomllib
+    from pathlib import Path
+
+    from resnet_demo.app.uploads import MAX_SESSION_BYTES
+
+    server = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["maxMessageSize"] <= 16  # MB; the largest message the app sends is about 0.2 MB
+    assert server["maxUploadSize"] * 2**20 <= MAX_SESSION_BYTES
