@@ -75,16 +75,25 @@ def _from_test(index: int, image: np.ndarray, label: int) -> Chosen:
                   original=Image.fromarray(small), label=int(label))
 
 
+def _wanted_index(images: dict) -> int | None:
+    """The image a shared link names (?test=123), or None for anything else: str.isdigit also accepts "²" and
+    a 5,000-digit number, which int() refuses, so only a few ASCII digits are read."""
+    wanted = state.query_param("test")
+    if wanted is None or not (0 < len(wanted) <= 9 and wanted.isascii() and wanted.isdigit()):
+        return None
+    return int(wanted) if int(wanted) in images else None
+
+
 def _gallery_picker(key: str) -> Chosen | None:
     images, where = gallery()
     if not images:
         st.info("No CIFAR-10 test images are available here (no `test_images.npz` beside the weights and no local "
                 "test set). Upload a photo instead.")
         return None
-    wanted = state.query_param("test")
+    wanted = _wanted_index(images)
     cls_key, idx_key = f"{key}_class", f"{key}_index"
-    if idx_key not in st.session_state and wanted is not None and wanted.isdigit() and int(wanted) in images:
-        st.session_state[idx_key] = int(wanted)
+    if idx_key not in st.session_state and wanted is not None:
+        st.session_state[idx_key] = wanted
         st.session_state[cls_key] = ANY_CLASS
     cls = st.selectbox("Class", (ANY_CLASS, *CLASSES), key=cls_key)
     indices = [i for i, (_, lab) in images.items() if cls == ANY_CLASS or CLASSES[lab] == cls]
