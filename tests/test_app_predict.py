@@ -12,7 +12,7 @@ import resnet_demo  # noqa: F401  (importable after the chdir below)
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_util import APP, TIMEOUT  # noqa: E402
+from apptest_util import APP, TIMEOUT, unmark  # noqa: E402
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_uploads_good_and_bad_files(app):
         ("wide.png", png((900, 300), (20, 90, 220)), "image/png"),
     ]).run()
     assert not app.exception, [e.value for e in app.exception]
-    errors = [e.value for e in app.error]
+    errors = [unmark(e.value) for e in app.error]  # file names are escaped for Markdown
     assert len(errors) == 3, errors
     assert any("empty.png" in e and "empty" in e for e in errors)
     assert any("notes.txt" in e and "not an image" in e for e in errors)
@@ -180,3 +180,25 @@ def test_server_limits_fit_what_the_app_needs():
     server = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())["server"]
     assert server["maxMessageSize"] <= 16  # MB; the largest message the app sends is about 0.2 MB
     assert server["maxUploadSize"] * 2**20 <= MAX_SESSION_BYTES
+
+
+HOSTILE_NAMES = ["[x](http://e.vil).png", "**b**.png", ":red[c].png", "<script>alert(1)</script>.png",
+                 ":material/home: www.e.vil.png"]
+
+
+def test_file_names_never_reach_markdown_unescaped(app):
+    """Issue 29: upload file names were rendered as Markdown (links, bold and colour in the card title)."""
+    app.radio(key="predict_source").set_value("Upload").run()
+    files = [(n, png(), "image/png") for n in HOSTILE_NAMES] + [("**bad**.png", b"not an image", "image/png")]
+    app.file_uploader(key="predict_upload").set_value(files).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(charts(app)) == len(HOSTILE_NAMES)
+    shown = [m.value for m in app.markdown] + [e.value for e in app.error]
+    for name, *_ in files:
+        assert not [s for s in shown if name in s], name  # never as raw Markdown...
+        assert [s for s in shown if name in unmark(s)], name  # ...but shown, escaped
+    (explain,) = [b for b in app.button if b.key and b.key.startswith("explain_0")]
+    explain.click().run()
+    source = app.radio(key="explain_source")
+    label = source.format_func(source.value)
+    assert HOSTILE_NAMES[0] not in label and HOSTILE_NAMES[0] in unmark(label)

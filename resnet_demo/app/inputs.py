@@ -20,6 +20,7 @@ from ..images import ImageError, load_input, to_tensor
 from ..paper import CLASSES
 from ..weights import weights_dir
 from . import state, uploads
+from .plain import plain
 
 CURRENT = "inputs.current"  # session_state key of the image last looked at
 _DECODED = "inputs.decoded"  # session_state: file id -> Chosen | error message, for the files shown now
@@ -147,7 +148,7 @@ def _show(results: list[Chosen | str]) -> list[Chosen]:
     """The decoded images; a file that could not be decoded gets its message instead."""
     for r in results:
         if isinstance(r, str):
-            st.error(r, icon=":material/broken_image:")
+            st.error(plain(r), icon=":material/broken_image:")  # the message quotes the file's name
     return [r for r in results if not isinstance(r, str)]
 
 
@@ -197,7 +198,7 @@ def pick(key: str, multiple: bool = False, offer_current: bool = False) -> list[
     if st.session_state.get(src_key) not in sources:
         st.session_state[src_key] = sources[0]
     source = st.radio("Image source", sources, key=src_key, horizontal=True, label_visibility="collapsed",
-                      format_func=lambda s: f"{s}: {keep.name}" if s == KEEP and keep else s)
+                      format_func=lambda s: f"{s}: {plain(keep.name)}" if s == KEEP and keep else s)
     if source != GALLERY:
         state.set_query_param("test", None)  # a shared link should not claim a test image that is not shown
     if source in (KEEP, GALLERY):
