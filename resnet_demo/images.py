@@ -159,10 +159,10 @@ def open_image(source: bytes | str | os.PathLike, name: str | None = None) -> Im
         except UnidentifiedImageError:
             raise ImageError(f"{label}: not an image, or a format Pillow cannot read") from None
         except MemoryError:
-            raise ImageError(f"{label}: the server has not enough free memory to decode this image now; "
+            raise ImageError(f"{label}: there is not enough free memory to decode this image now; "
                              f"try again, or send a smaller copy") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ImageError(f"{label}: the image is damaged or truncated ({e})") from None
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise ImageError(f"{label}: the image is damaged or truncated") from None  # no decoder text for students
 
 
 def to_network_size(img: Image.Image) -> Image.Image:

@@ -3,6 +3,7 @@ and without models, predicts the gallery, uploads and the camera, and turns bad 
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image
@@ -202,3 +203,44 @@ def test_file_names_never_reach_markdown_unescaped(app):
     source = app.radio(key="explain_source")
     label = source.format_func(source.value)
     assert HOSTILE_NAMES[0] not in label and HOSTILE_NAMES[0] in unmark(label)
+
+
+def _messages(at: AppTest) -> list[str]:
+    return [e.value for e in (*at.error, *at.warning, *at.exception)]
+
+
+def test_failures_show_no_server_path_or_exception_text(env, tiny_weights_dir, tmp_path, monkeypatch, caplog):
+    """Issue 29: failures showed raw exception text with server paths ('Something went wrong (ValueError ...)',
+    'Could not load the model: /.../x.safetensors ...'). A student now reads a plain message with a reference;
+    the details are in the server log under that reference."""
+    import shutil
+
+    import resnet_demo.app.pages.predict as predict_page
+
+    weights = tmp_path / "secret-weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    data = tmp_path / "secret-data"
+    data.mkdir()
+    (data / "train.npz").write_bytes(b"not an npz")
+    (data / "test.npz").write_bytes(b"not an npz")
+    env.setenv("RESNET_DEMO_WEIGHTS", str(weights))
+    env.setenv("RESNET_DEMO_DATA", str(data))
+
+    def boom(*a, **k):
+        raise RuntimeError(f"{tmp_path}/secret-file exploded")
+
+    with monkeypatch.context() as m:  # an unexpected error inside a page
+        m.setattr(predict_page, "probabilities", boom)
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    shown = _messages(at)
+    assert any("Something went wrong" in s for s in shown), shown
+    assert any("The local CIFAR-10 test set could not be read" in s for s in shown), shown
+    (weights / "resnet8.safetensors").write_bytes(b"\0" * 100)  # a damaged weights file
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    shown += _messages(at)
+    assert any("could not be loaded" in s for s in shown), _messages(at)
+    for s in shown:
+        assert str(tmp_path) not in s and "secret" not in s and "Error" not in s and "npz" not in s, s
+    references = [r for s in shown for r in re.findall(r"reference ([0-9a-f]{6})", s)]
+    assert references and all(r in caplog.text for r in references)
+    assert "exploded" in caplog.text  # the details reach the server log

@@ -18,7 +18,6 @@ from PIL import Image
 
 from ..images import ImageError, load_input, to_tensor
 from ..paper import CLASSES
-from ..weights import weights_dir
 from . import state, uploads
 from .plain import plain
 
@@ -61,11 +60,10 @@ def gallery() -> tuple[dict[int, tuple[np.ndarray, int]], str]:
     local = state.local_test_set()
     if local is not None:
         return {i: (local.images[i], int(local.labels[i])) for i in range(len(local))}, "the local CIFAR-10 test set"
-    path = weights_dir() / "test_images.npz"
     try:
         images = state.shipped_test_images()
     except (OSError, ValueError, KeyError) as e:
-        st.warning(f"The shipped test images ({path}) could not be read: {e}")
+        state.problem("The test images shipped with the weights could not be read.", e, warning=True)
         images = None
     return images or {}, "the test images shipped with the weights"
 

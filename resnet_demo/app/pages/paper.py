@@ -12,7 +12,7 @@ from ...events import epochs as epoch_rows
 from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
 from ...weights import ModelEntry, WeightsError, shipped_models, with_history
-from .. import charts
+from .. import charts, state
 
 NOT_TRAINED = "not trained yet"
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
@@ -35,7 +35,7 @@ def _shipped() -> list[ModelEntry]:
     try:
         return shipped_models()
     except WeightsError as e:
-        st.warning(f"The shipped models could not be read: {e}")
+        state.problem("The shipped models could not be read.", e, warning=True)
         return []
 
 
