@@ -22,3 +22,11 @@ def assert_clean(at: AppTest) -> None:
     """No exception element and no 'Something went wrong' box (guarded() turns crashes into that)."""
     assert not at.exception, [e.value for e in at.exception]
     assert not [e.value for e in at.error if "Something went wrong" in e.value]
+
+
+def unmark(markdown: str) -> str:
+    """What resnet_demo.app.plain's escaping shows on the page: the text without its backslashes and zero-width
+    spaces."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown.replace("\u200b", ""))

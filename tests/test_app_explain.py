@@ -111,3 +111,25 @@ def test_method_from_the_url_and_an_uploaded_photo(env, tiny_weights_dir):
     at2.run()
     ok(at2)
     assert at2.selectbox(key="method").value == "gradcam"
+
+
+HOSTILE_TEST_VALUES = ["²", "9" * 5000, "-1", " 5", "5 ", "", "1e3", "0x10", "٣", "99999999", "5\n"]
+
+
+@pytest.mark.parametrize("page", ["predict", "explain"])
+def test_odd_test_query_values_fall_back_cleanly(env, tiny_weights_dir, page):
+    """Issue 29: ?test=² and a 5,000-digit value broke Predict and Explain (str.isdigit accepts what int refuses),
+    and a reload kept them broken. Any value that is not a shown test image's index is ignored."""
+    from apptest_util import assert_clean
+
+    env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    script = APP if page == "predict" else PAGE
+    for value in HOSTILE_TEST_VALUES:
+        at = AppTest.from_file(script, default_timeout=TIMEOUT) if page == "predict" else AppTest.from_string(
+            script, default_timeout=TIMEOUT)
+        at.query_params["test"] = value
+        at.run()
+        assert_clean(at)
+        assert not at.error, (value[:20], [e.value for e in at.error])
+        index = at.selectbox(key=f"{page}_index").value
+        assert at.query_params.get("test") == str(index), value[:20]  # the URL now names the image shown

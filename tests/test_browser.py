@@ -221,6 +221,38 @@ def test_predict_upload_shows_top5(page, app, data_dir, tmp_path):
     screenshot(page, "predict")
 
 
+
+MARKUP = ("<a ", "<strong", "<em", "<code", "<img", "<del", "<b>", "<script", 'role="img"', "katex", "color")
+
+
+def test_upload_names_are_shown_as_typed(page, app, tmp_path):
+    """Issue 29: a file named [x](http://e.vil).png became a link in its card title (and **b** bold, :red[c]
+    red). Card titles and error messages now show every name as typed."""
+    from PIL import Image
+
+    names = ["[x](http://e.vil).png", "**b**.png", ":red[c].png", "<script>alert(1)</script>.png",
+             ":material/home: www.e.vil.png"]
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 40), (200, 120, 30)).save(buf, "PNG")
+    files = [{"name": n, "mimeType": "image/png", "buffer": buf.getvalue()} for n in names]
+    files.append({"name": "_bad_ me@e.vil.png", "mimeType": "image/png", "buffer": b"not an image"})
+    open_page(page, app, "predict")
+    page.locator('[data-testid="stMain"] label').filter(has_text="Upload").first.click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(files)
+    titles = page.locator('[data-testid="stMain"] h5 [data-heading-text]')
+    titles.nth(len(names) - 1).wait_for(timeout=LONG)
+    settle(page)
+    shown = [titles.nth(i) for i in range(titles.count())]
+    assert [t.inner_text().replace("\u200b", "") for t in shown] == names
+    errors = page.locator('[data-testid="stAlertContentError"] [data-testid="stMarkdownContainer"]')
+    assert errors.count() == 1
+    error = errors.first
+    assert error.inner_text().replace("\u200b", "").startswith("_bad_ me@e.vil.png: not an image")
+    for element in [*shown, error]:
+        html = element.inner_html()
+        assert not [m for m in MARKUP if m in html], html
+
+
 def test_explain_renders(page, app):
     open_page(page, app, "explain")
     page.wait_for_timeout(1000)

@@ -119,6 +119,26 @@ def test_16_bit_grey_is_rescaled_not_clipped(image_files):
     assert a.min() == 0 and a.max() == 255 and len(np.unique(a)) > 100
 
 
+
+def test_a_large_photo_is_reduced_with_its_orientation_and_original_size(tmp_path):
+    a = np.zeros((1500, 3000, 3), np.uint8)  # stored landscape, left half red; EXIF 6 turns it to portrait
+    a[:, :1500] = (255, 0, 0)
+    a[:, 1500:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = open_image(_save(Image.fromarray(a), tmp_path / "big.jpg", quality=90, exif=exif.tobytes()))
+    assert img.info["original_size"] == (1500, 3000) and max(img.size) <= 1024 and img.height > img.width
+    b = np.asarray(img).astype(int)
+    assert b[10, img.width // 2, 0] > 200 and b[-10, img.width // 2, 2] > 200  # red on top, as viewed
+
+
+def test_float_images_with_nan_and_infinity_become_8_bit(tmp_path):
+    a = np.linspace(-5, 5, 400, dtype=np.float32).reshape(20, 20)
+    a[0, 0], a[0, 1], a[0, 2] = np.nan, np.inf, -np.inf
+    img = open_image(_save(Image.fromarray(a, "F"), tmp_path / "f.tiff"))
+    b = np.asarray(img)
+    assert img.mode == "RGB" and b.min() == 0 and b.max() == 255
+
 @pytest.mark.parametrize("kind", list(BAD))
 def test_bad_files_raise_a_clear_image_error(image_files, kind):
     path = image_files[f"bad:{kind}"]
@@ -162,3 +182,81 @@ def test_predict_cli_one_json_line_per_file(image_files, tiny_weights_dir, tmp_p
     assert proc.returncode == 0, proc.stderr
     (rec,) = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert len(rec["top"]) == 1
+
+
+# ------------------------------------------------------------------ memory: hostile but small files
+
+MEMORY_PROBE = r"""
+import gc, json, sys
+from pathlib import Path
+
+from resnet_demo.images import ImageError, load_input
+
+
+def kb(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+
+out = {}
+for path in sys.argv[1:]:
+    data = Path(path).read_bytes()
+    gc.collect()
+    open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS, so the peak below is this file's alone
+    base = kb("VmRSS")
+    try:
+        x, small, original = load_input(data, Path(path).name)
+        result = {"size": list(original.size), "original_size": list(original.info.get("original_size", original.size))}
+    except ImageError as e:
+        result = {"error": str(e)}
+    x = small = original = None
+    gc.collect()
+    result.update(peak_mb=(kb("VmHWM") - base) / 1024, after_mb=(kb("VmRSS") - base) / 1024)
+    out[Path(path).name] = result
+print(json.dumps(out))
+"""
+
+
+def _gradient(w: int, h: int, dtype=np.uint8) -> np.ndarray:
+    """A smooth picture that compresses well (the issue's 16-bit PNG was 460 KB), built without big temporaries."""
+    top = np.iinfo(dtype).max
+    return (np.arange(w, dtype=np.float32)[None, :] * (top / w) / 2
+            + np.arange(h, dtype=np.float32)[:, None] * (top / h) / 2).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory) -> dict[str, Path]:
+    """Small files that decode huge: the issue's 7000x7000 16-bit grey PNG, and the largest of each kind we accept."""
+    d = tmp_path_factory.mktemp("hostile")
+    grey16 = Image.fromarray(_gradient(7000, 7000, np.uint16))
+    files = {"grey16-7000.png": _save(grey16, d / "grey16-7000.png")}
+    grey16 = None
+    g = _gradient(4000, 4000)
+    files["grey16-4000.png"] = _save(Image.fromarray(_gradient(4000, 4000, np.uint16)), d / "grey16-4000.png")
+    files["rgb-3000.png"] = _save(Image.merge("RGB", [Image.fromarray(g).resize((3000, 3000))] * 3), d / "rgb-3000.png")
+    files["rgb-8000x6000.jpg"] = _save(Image.merge("RGB", [Image.fromarray(g).resize((8000, 6000))] * 3),
+                                       d / "rgb-8000x6000.jpg", quality=80)
+    files["float-4000.tiff"] = _save(Image.fromarray(_gradient(4000, 2500).astype(np.float32)), d / "float-4000.tiff")
+    return files
+
+
+def test_a_small_file_that_decodes_huge_costs_bounded_memory(hostile_files):
+    """Issue 29: a 460 KB 16-bit PNG of 7000x7000 added ~780 MB (a full-size float64 copy). Now every file either
+    decodes at a reduced size within MAX_DECODED_BYTES, or is refused before decoding, with a clear message."""
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak resident set")
+    assert hostile_files["grey16-7000.png"].stat().st_size < 2_000_000  # a small upload
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE, *map(str, hostile_files.values())],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    for name, r in results.items():
+        assert r["peak_mb"] < 100, (name, r)  # the issue's target: an accepted upload adds at most 100 MB
+        assert r["after_mb"] < 50, (name, r)
+    assert "7000x7000" in results["grey16-7000.png"]["error"] and "megapixels" in results["grey16-7000.png"]["error"]
+    for name in ("grey16-4000.png", "rgb-3000.png", "rgb-8000x6000.jpg", "float-4000.tiff"):
+        assert "error" not in results[name], (name, results[name])
+        assert max(results[name]["size"]) <= 1024, (name, results[name])
+    assert results["rgb-8000x6000.jpg"]["original_size"] == [8000, 6000]

@@ -18,11 +18,11 @@ from PIL import Image
 
 from ..images import ImageError, load_input, to_tensor
 from ..paper import CLASSES
-from ..registry import weights_dir
-from . import state
+from . import state, uploads
+from .plain import plain
 
 CURRENT = "inputs.current"  # session_state key of the image last looked at
-_DECODED = "inputs.decoded"  # session_state cache: upload file id -> Chosen | error message
+_DECODED = "inputs.decoded"  # session_state: file id -> Chosen | error message, for the files shown now
 GALLERY, UPLOAD, CAMERA, KEEP = "Test set", "Upload", "Camera", "Current image"
 ANY_CLASS = "Any class"
 DISPLAY_MAX = 640  # originals are kept at most this large: enough for the page, small in memory
@@ -60,11 +60,10 @@ def gallery() -> tuple[dict[int, tuple[np.ndarray, int]], str]:
     local = state.local_test_set()
     if local is not None:
         return {i: (local.images[i], int(local.labels[i])) for i in range(len(local))}, "the local CIFAR-10 test set"
-    path = weights_dir() / "test_images.npz"
     try:
         images = state.shipped_test_images()
     except (OSError, ValueError, KeyError) as e:
-        st.warning(f"The shipped test images ({path}) could not be read: {e}")
+        state.problem("The test images shipped with the weights could not be read.", e, warning=True)
         images = None
     return images or {}, "the test images shipped with the weights"
 
@@ -75,16 +74,25 @@ def _from_test(index: int, image: np.ndarray, label: int) -> Chosen:
                   original=Image.fromarray(small), label=int(label))
 
 
+def _wanted_index(images: dict) -> int | None:
+    """The image a shared link names (?test=123), or None for anything else: str.isdigit also accepts "²" and
+    a 5,000-digit number, which int() refuses, so only a few ASCII digits are read."""
+    wanted = state.query_param("test")
+    if wanted is None or not (0 < len(wanted) <= 9 and wanted.isascii() and wanted.isdigit()):
+        return None
+    return int(wanted) if int(wanted) in images else None
+
+
 def _gallery_picker(key: str) -> Chosen | None:
     images, where = gallery()
     if not images:
         st.info("No CIFAR-10 test images are available here (no `test_images.npz` beside the weights and no local "
                 "test set). Upload a photo instead.")
         return None
-    wanted = state.query_param("test")
+    wanted = _wanted_index(images)
     cls_key, idx_key = f"{key}_class", f"{key}_index"
-    if idx_key not in st.session_state and wanted is not None and wanted.isdigit() and int(wanted) in images:
-        st.session_state[idx_key] = int(wanted)
+    if idx_key not in st.session_state and wanted is not None:
+        st.session_state[idx_key] = wanted
         st.session_state[cls_key] = ANY_CLASS
     cls = st.selectbox("Class", (ANY_CLASS, *CLASSES), key=cls_key)
     indices = [i for i, (_, lab) in images.items() if cls == ANY_CLASS or CLASSES[lab] == cls]
@@ -109,7 +117,7 @@ def _gallery_picker(key: str) -> Chosen | None:
 def decode(data: bytes, name: str, kind: str = "upload") -> Chosen:
     """Bytes a person supplied -> Chosen; raises ImageError with a message meant for them."""
     x, small, original = load_input(data, name)
-    size = original.size
+    size = original.info.get("original_size", original.size)
     if max(original.size) > DISPLAY_MAX:
         original = original.copy()
         original.thumbnail((DISPLAY_MAX, DISPLAY_MAX), Image.Resampling.LANCZOS)
@@ -118,49 +126,58 @@ def decode(data: bytes, name: str, kind: str = "upload") -> Chosen:
                   size=size)
 
 
-def _decode_cached(data: bytes, name: str, kind: str) -> Chosen | str:
-    """Decoding a 12-megapixel photo takes a noticeable moment; do it once per file and session."""
-    cache: dict = st.session_state.setdefault(_DECODED, {})
-    k = (kind, name, hashlib.sha1(data).hexdigest())
-    if k not in cache:
-        try:
-            cache[k] = decode(data, name, kind)
-        except ImageError as e:
-            cache[k] = str(e)
-        while len(cache) > 32:
-            cache.pop(next(iter(cache)))
-    return cache[k]
+def _decode_all(files: list, kind: str) -> list[Chosen | str]:
+    """Decode each file once (a large photo takes a moment); the cache keeps only the files shown now, so a
+    decoded image goes when its file does."""
+    cache: dict = st.session_state.get(_DECODED, {})
+    cache = {f.file_id: cache[f.file_id] if f.file_id in cache else _decode_or_message(f, kind) for f in files}
+    st.session_state[_DECODED] = cache
+    return list(cache.values())
+
+
+def _decode_or_message(f, kind: str) -> Chosen | str:
+    try:
+        return decode(f.getvalue(), f.name if kind == "upload" else "Camera photo", kind)
+    except ImageError as e:
+        return str(e)
+
+
+def _show(results: list[Chosen | str]) -> list[Chosen]:
+    """The decoded images; a file that could not be decoded gets its message instead."""
+    for r in results:
+        if isinstance(r, str):
+            st.error(plain(r), icon=":material/broken_image:")  # the message quotes the file's name
+    return [r for r in results if not isinstance(r, str)]
 
 
 def _uploads(key: str, multiple: bool) -> list[Chosen]:
+    round_key, refused_key = f"{key}_upload_round", f"{key}_upload_refused"
+    if refused_key in st.session_state:
+        st.error(st.session_state.pop(refused_key), icon=":material/block:")
     files = st.file_uploader(
-        "Images (PNG, JPEG, WebP, GIF, BMP, TIFF, ... any size)" if multiple else "An image (any format Pillow reads)",
-        accept_multiple_files=multiple, key=f"{key}_upload",
-        help="Each image is centre-cropped to a square and shrunk to 32x32 pixels: all the network ever sees.")
+        "Images (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)" if multiple else "An image (any format Pillow reads)",
+        accept_multiple_files=multiple, key=f"{key}_upload{st.session_state.get(round_key, 0) or ''}",
+        help=f"Each image is centre-cropped to a square and shrunk to 32x32 pixels: all the network ever sees. "
+             f"Up to {uploads.MAX_FILES} at a time.")
     files = files if isinstance(files, list) else [files] if files else []
-    out = []
-    for f in files:
-        result = _decode_cached(f.getvalue(), f.name, "upload")
-        if isinstance(result, str):
-            st.error(result, icon=":material/broken_image:")
-        else:
-            out.append(result)
-    return out
+    refused = uploads.refusal(files)
+    if refused:  # let go of every file now, and start over with a fresh, empty widget (a new key)
+        uploads.release(f.file_id for f in files)
+        st.session_state[round_key] = st.session_state.get(round_key, 0) + 1
+        st.session_state[refused_key] = refused
+        st.rerun()
+    uploads.release_unused(f.file_id for f in files)
+    return _show(_decode_all(files, "upload"))
 
 
 def _camera(key: str) -> Chosen | None:
     on = st.toggle("Turn the camera on", key=f"{key}_camera_on",
                    help="Off by default so the browser asks for the camera only when you want it.")
-    if not on:
-        return None
-    shot = st.camera_input("Take a picture of something: a cat, a car, a toy truck...", key=f"{key}_camera")
-    if shot is None:
-        return None
-    result = _decode_cached(shot.getvalue(), "Camera photo", "camera")
-    if isinstance(result, str):
-        st.error(result, icon=":material/broken_image:")
-        return None
-    return result
+    shot = st.camera_input("Take a picture of something: a cat, a car, a toy truck...",
+                           key=f"{key}_camera") if on else None
+    uploads.release_unused([shot.file_id] if shot is not None else [])
+    found = _show(_decode_all([shot] if shot is not None else [], "camera"))
+    return found[0] if found else None
 
 
 # --- the picker ------------------------------------------------------------------------------------------
@@ -170,6 +187,7 @@ def pick(key: str, multiple: bool = False, offer_current: bool = False) -> list[
 
     offer_current: also offer the image last looked at elsewhere (the Explain page reuses Predict's).
     """
+    uploads.trim_memory(at_most_every_s=10)  # what ended sessions and past decodes freed goes back to the OS
     sources = [GALLERY, UPLOAD, CAMERA]
     keep = current() if offer_current else None
     if keep is not None:
@@ -178,9 +196,11 @@ def pick(key: str, multiple: bool = False, offer_current: bool = False) -> list[
     if st.session_state.get(src_key) not in sources:
         st.session_state[src_key] = sources[0]
     source = st.radio("Image source", sources, key=src_key, horizontal=True, label_visibility="collapsed",
-                      format_func=lambda s: f"{s}: {keep.name}" if s == KEEP and keep else s)
+                      format_func=lambda s: f"{s}: {plain(keep.name)}" if s == KEEP and keep else s)
     if source != GALLERY:
         state.set_query_param("test", None)  # a shared link should not claim a test image that is not shown
+    if source in (KEEP, GALLERY):
+        uploads.release_unused(())  # an upload left behind is not kept on the server
     if source == KEEP and keep is not None:
         return [keep]
     if source == GALLERY:

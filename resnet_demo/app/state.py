@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -17,18 +18,28 @@ from ..weights import WeightsError
 log = logging.getLogger("resnet_demo.app")
 
 
+MODEL_UNREADABLE = "This model could not be loaded: its weights file is missing or damaged. Pick another model."
+
+
+def problem(message: str, exc: BaseException | None = None, warning: bool = False) -> None:
+    """Tell the person at the page what failed, in plain words; the details (exception text, server paths) go to
+    the server log only, under a short reference the teacher can search for."""
+    reference = secrets.token_hex(3)
+    log.error("%s [reference %s]", message, reference, exc_info=exc)
+    (st.warning if warning else st.error)(f"{message} (The server log has the details: reference {reference}.)")
+
+
 def guarded(fn: Callable[[], None]) -> None:
     """Run a page; anything unexpected becomes one clear message in the page (and a log line), never a traceback."""
     try:
         fn()
     except WeightsError as e:
-        st.error(f"Could not load the model: {e}")
+        problem(MODEL_UNREADABLE, e)
     except Exception as e:  # noqa: BLE001 - the last line of defence for a live classroom
         if type(e).__name__ in ("RerunException", "StopException", "RerunData"):  # Streamlit control flow
             raise
-        log.exception("page failed")
-        st.error(f"Something went wrong on this page ({type(e).__name__}: {e}). The rest of the app still works; "
-                 "try another choice or reload the page.")
+        problem("Something went wrong on this page. The rest of the app still works: try another choice, or "
+                "reload the page.", e)
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=32)
@@ -72,7 +83,8 @@ def local_test_set() -> Split | None:
     try:
         return _local_test(str(d), max(mtime(p) for p in d.iterdir()) if d.is_dir() else 0.0)
     except (DataError, OSError, ValueError) as e:
-        st.warning(f"The test set in {d} could not be read ({e}); using the shipped test images instead.")
+        problem("The local CIFAR-10 test set could not be read; using the shipped test images instead.", e,
+                warning=True)
         return None
 
 
@@ -81,7 +93,7 @@ def models() -> list[ModelEntry]:
     try:
         return list_models()
     except WeightsError as e:
-        st.error(str(e))
+        problem("The list of models could not be read.", e)
         return []
 
 

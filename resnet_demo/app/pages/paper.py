@@ -13,7 +13,7 @@ from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
 from ...registry import ModelEntry, shipped_models, with_history
 from ...weights import WeightsError
-from .. import charts
+from .. import charts, state
 
 NOT_TRAINED = "not trained yet"
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
@@ -36,7 +36,7 @@ def _shipped() -> list[ModelEntry]:
     try:
         return shipped_models()
     except WeightsError as e:
-        st.warning(f"The shipped models could not be read: {e}")
+        state.problem("The shipped models could not be read.", e, warning=True)
         return []
 
 

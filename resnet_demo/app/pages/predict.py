@@ -10,6 +10,7 @@ from ...images import upscale
 from ...inference import probabilities, top_k
 from ...registry import ModelEntry
 from .. import inputs, state
+from ..plain import plain
 
 SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible
 GREY, GREEN = "#b8bfcc", "#2ca02c"
@@ -55,7 +56,7 @@ def _explain_page_stub() -> None:
 
 def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.Tensor]]) -> None:
     with st.container(border=True):
-        title = chosen.name + (f" · true class: **{chosen.label_name}**" if chosen.label is not None else "")
+        title = plain(chosen.name) + (f" · true class: **{chosen.label_name}**" if chosen.label is not None else "")
         st.markdown(f"##### {title}")
         single = len(results) == 1
         is_test = chosen.label is not None  # a test image is already 32x32: the original is what the network sees

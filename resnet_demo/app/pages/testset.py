@@ -291,7 +291,7 @@ def _reevaluate_section(entry: ModelEntry) -> None:
         try:
             model = state.load(entry)
         except WeightsError as e:
-            st.error(f"Could not load the model: {e}")
+            state.problem(state.MODEL_UNREADABLE, e)
             return
         from ...evaluate import evaluate
 
