@@ -233,9 +233,15 @@ def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World,
     run.state["config"] = cfg.checkpoint_record(recipe)
     run.step = run.state["step"]
     run.sums = torch.tensor(run.state["sums"], dtype=torch.float64, device=device)
-    run.step_fn = EagerStep(run.model, optimizer, recipe, run.amp)
+    run.step_fn = _make_step(run)
     _announce(run, len(train_split), len(test_curve))
     return run
+
+
+def _make_step(run: Run) -> Step:
+    """How this run trains one batch: the one place to choose another step (a CUDA-graph step on a GPU, say),
+    which gets the same model, optimiser, recipe and precision and must return what EagerStep returns."""
+    return EagerStep(run.model, run.optimizer, run.recipe, run.amp)
 
 
 def _restore(cfg: TrainConfig, raw: CifarResNet, optimizer: torch.optim.Optimizer, out: Path) -> dict:
