@@ -243,7 +243,6 @@ def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World,
     return run
 
 
-
 def _restore(cfg: TrainConfig, raw: CifarResNet, optimizer: torch.optim.Optimizer, out: Path) -> dict:
     """The loop position: a fresh run's, or the checkpoint's (whose weights and momentum are loaded in place)."""
     path = out / ckpt.FILENAME
