@@ -5,8 +5,8 @@ Everything here reads the model through forward hooks on its existing modules, s
 
 Fig. 7 of the paper plots the standard deviation of every 3x3 layer's response "after BN and before other
 nonlinearity (ReLU/addition)": here the stem's BN and both BNs of every block (6n+1 layers), in forward
-order. The std is taken over every value of the response (images x channels x positions), accumulated in
-float64 so a long pass over the test set in chunks gives the same figure as one pass.
+order. The std is taken over every value of the response (images x channels x positions), merged over chunks
+in float64 so a long pass over the test set in chunks gives the same figure as one pass.
 """
 from __future__ import annotations
 
@@ -104,21 +104,24 @@ def response_layers(model: CifarResNet) -> list[tuple[str, nn.BatchNorm2d]]:
 
 
 class _Moments:
-    """Running count, sum and sum of squares in float64: the std of everything seen, chunk by chunk."""
+    """The std of everything seen, chunk by chunk: each chunk's mean and variance (float32, in one pass over the
+    tensor, no copy) merged in float64 with Chan et al.'s pairwise update, so chunking does not change it."""
 
     def __init__(self):
-        self.n, self.s, self.ss = 0, 0.0, 0.0
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
 
     def add(self, t: torch.Tensor) -> None:
-        t = t.detach().double()
-        self.n += t.numel()
-        self.s += float(t.sum())
-        self.ss += float((t * t).sum())
+        var, mean = torch.var_mean(t.detach(), correction=0)
+        n, mean, m2 = t.numel(), float(mean), float(var) * t.numel()
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
 
     @property
     def std(self) -> float:
-        mean = self.s / self.n
-        return float(np.sqrt(max(self.ss / self.n - mean * mean, 0.0)))
+        return float(np.sqrt(self.m2 / self.n))
 
 
 @torch.inference_mode()

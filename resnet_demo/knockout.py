@@ -15,6 +15,7 @@ What "remove" means, block by block:
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -98,35 +99,58 @@ def knockout_logits(model: CifarResNet, x: torch.Tensor, only: Iterable[int] | N
     return (head(model, chain[-1](a)) if intact else None), knocked
 
 
+@dataclass
+class Counts:
+    """Running totals of a knockout table: plain integers, so a long measurement can be saved and resumed."""
+
+    images: int = 0
+    intact_correct: int = 0
+    correct: dict[int, int] = field(default_factory=dict)  # block index -> images right without it
+    changed: dict[int, int] = field(default_factory=dict)  # block index -> images whose top-1 changed
+
+    def add(self, model: CifarResNet, x: torch.Tensor, y: torch.Tensor, wanted: list[int]) -> None:
+        intact, knocked = knockout_logits(model, x, wanted)
+        base = intact.argmax(1)
+        self.intact_correct += int((base == y).sum())
+        for k, logits in knocked.items():
+            pred = logits.argmax(1)
+            self.correct[k] = self.correct.get(k, 0) + int((pred == y).sum())
+            self.changed[k] = self.changed.get(k, 0) + int((pred != base).sum())
+        self.images += len(y)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Counts":
+        return cls(int(d["images"]), int(d["intact_correct"]), {int(k): int(v) for k, v in d["correct"].items()},
+                   {int(k): int(v) for k, v in d["changed"].items()})
+
+
 def knockout_table(model: CifarResNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   only: Iterable[int] | None = None, progress: Callable[[int], None] | None = None) -> dict:
+                   only: Iterable[int] | None = None, progress: Callable[[Counts], None] | None = None,
+                   counts: Counts | None = None) -> dict:
     """Accuracy with each block removed, over (normalised images, labels) batches.
 
     "changed" is the fraction of images whose top-1 differs from the intact network's, right or wrong.
+    `counts` continues an earlier measurement (the batches are then the images it has not seen yet);
+    `progress` gets the running counts after every batch, to save them.
     """
     infos = block_infos(model)
     chain = blocks(model)
     wanted = sorted(set(range(len(chain)) if only is None else only))
-    correct = np.zeros(len(chain), np.int64)
-    changed = np.zeros(len(chain), np.int64)
-    intact_correct, n = 0, 0
+    counts = counts or Counts()
     for x, y in batches:
-        intact, knocked = knockout_logits(model, x, wanted)
-        base = intact.argmax(1)
-        intact_correct += int((base == y).sum())
-        for k, logits in knocked.items():
-            pred = logits.argmax(1)
-            correct[k] += int((pred == y).sum())
-            changed[k] += int((pred != base).sum())
-        n += len(y)
+        counts.add(model, x, y, wanted)
         if progress is not None:
-            progress(len(y))
+            progress(counts)
+    n = counts.images
     if not n:
         raise ValueError("no images to measure the knockouts on")
     return {
         "images": n,
-        "intact_accuracy": intact_correct / n,
-        "blocks": [_row(infos[k], chain[k], correct[k] / n, changed[k] / n) for k in wanted],
+        "intact_accuracy": counts.intact_correct / n,
+        "blocks": [_row(infos[k], chain[k], counts.correct[k] / n, counts.changed[k] / n) for k in wanted],
     }
 
 

@@ -81,8 +81,8 @@ def test_table_and_predictions_agree():
     x, y = torch.randn(20, 3, 32, 32), torch.randint(0, 10, (20,))
     batches = [(x[:8], y[:8]), (x[8:], y[8:])]
     seen = []
-    table = knockout.knockout_table(model, batches, progress=seen.append)
-    assert seen == [8, 12] and table["images"] == 20
+    table = knockout.knockout_table(model, batches, progress=lambda c: seen.append(c.images))
+    assert seen == [8, 20] and table["images"] == 20
     intact = knockout.predict_without(model, [x[:8], x[8:]], None)
     assert table["intact_accuracy"] == pytest.approx(float((intact == y.numpy()).mean()))
     for row, info in zip(table["blocks"], block_infos(model)):
@@ -90,6 +90,10 @@ def test_table_and_predictions_agree():
         assert row["block"] == info.label and row["downsamples"] == info.downsamples
         assert row["accuracy"] == pytest.approx(float((pred == y.numpy()).mean()))
         assert row["changed"] == pytest.approx(float((pred != intact).mean()))
+    saved = []  # stop after the first batch, save, and go on from the saved counts: the same table
+    knockout.knockout_table(model, batches[:1], progress=lambda c: saved.append(json.loads(json.dumps(c.to_dict()))))
+    resumed = knockout.knockout_table(model, batches[1:], counts=knockout.Counts.from_dict(saved[-1]))
+    assert resumed == table
     only = knockout.knockout_table(model, batches, only=[2])
     assert [r["block"] for r in only["blocks"]] == ["2.1"] and only["blocks"][0] == table["blocks"][2]
 
