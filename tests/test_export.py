@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "resnet_demo", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1",
-                               "RESNET_DEMO_WEIGHTS": str(WEIGHTS)}, timeout=300)
+                               "RESNET_DEMO_WEIGHTS": str(WEIGHTS), **env}, timeout=300)
 
 
 @pytest.fixture
@@ -62,6 +62,15 @@ def test_safetensors_export_is_byte_identical_across_processes(random_file, tmp_
         outs.append((tmp_path / f"{i}.safetensors").read_bytes())
     assert outs[0] == outs[1]
     assert load_model(tmp_path / "0.safetensors")[1]["arch"] == Arch(8, plain=True)
+
+
+def test_a_finished_run_exports_by_its_name(tiny_run, tmp_path):
+    proc = cli("export", f"run:{tiny_run.name}", cwd=tmp_path, RESNET_DEMO_RUNS=str(tiny_run.parent))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / f"run-{tiny_run.name}.safetensors"
+    model, meta = load_model(out)
+    assert meta["arch"] == Arch(8) and meta["name"] == f"run:{tiny_run.name}"
+    assert meta["label"] == f"ResNet-8 · run {tiny_run.name}"
 
 
 def test_cli_refusals_are_one_line(tmp_path):
