@@ -48,14 +48,16 @@ def inside_rows(model: str, repeats: int) -> list[dict]:
     at = _app()
     at.run()
     _switch(at, "inside")
-    at.run()
-    at.selectbox(key="model").set_value(model)
+    at.run()  # the default model's first render: not timed
+    at.selectbox(key="model").set_value(model)  # the next run computes for this model
     rows = []
     for view, knob, values in (("maps", "inside_channel", range(1, 1 + repeats)),
                                ("blocks", "inside_block_channel", range(1, 1 + repeats)),
                                ("knockout", None, None)):
         at.session_state["inside_view"] = view
         first = _timed(at)
+        if at.selectbox(key="model").value != model:
+            raise RuntimeError(f"the page shows {at.selectbox(key='model').value}, not {model}")
         again = []
         for v in values or range(repeats):
             if knob:
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-export", action="store_true", help="skip the export rows (the ONNX exporter is slow)")
     p.add_argument("--json", help="also write the rows and the machine here")
     args = p.parse_args(argv)
     models = args.models.split(",")
@@ -119,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             print(f"  {m} ...", file=sys.stderr, flush=True)
             rows += inside_rows(m, args.repeats)
-        rows += export_rows(models)
+        if not args.no_export:
+            rows += export_rows(models)
     info["load_average_after"] = list(os.getloadavg())
     print(f"# {info['cpu']}, {info['torch_threads']} threads, torch {info['torch']}; load average "
           f"{info['load_average'][0]:.1f} before, {info['load_average_after'][0]:.1f} after")

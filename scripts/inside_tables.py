@@ -42,7 +42,8 @@ BATCH = 250
 
 
 def cpu_name() -> str:
-    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{cpu_model()}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def batches(split: Split, labels: bool = False):

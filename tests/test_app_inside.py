@@ -149,7 +149,8 @@ def test_paper_fig7_from_the_shipped_table(app_env):
     assert lines["ResNet-110"] == pytest.approx(table["models"]["resnet110-e100"]["std"])
     ranked_lines = {t["name"]: t["y"] for t in json.loads(ranked[0].proto.spec)["data"]}
     assert ranked_lines["Plain-56"] == sorted(lines["Plain-56"], reverse=True)
-    assert any("closer to zero than their plain counterparts" in m.value for m in at.markdown)
+    assert any("closer to zero than their plain counterparts" in m.value and "This project's models agree" in m.value
+               for m in at.markdown)  # plain-20 > ResNet-20, plain-56 > ResNet-56, ResNet-20 > 56 > 110
     assert any("measured on all 10,000 test images" in c.value for c in at.caption)
 
 

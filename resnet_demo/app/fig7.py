@@ -56,6 +56,18 @@ def _mean(series: list[dict], plain: bool, depth: int) -> float | None:
     return float(np.mean(found[0]["std"])) if found else None
 
 
+def _verdict(series: list[dict]) -> str:
+    """Whether this project's models agree with the paper, from the measured means (pairs that are shipped)."""
+    pairs = [(_mean(series, True, d), _mean(series, False, d)) for d in (20, 56)]
+    pairs = [(p, r) for p, r in pairs if p is not None and r is not None]
+    resnets = [m for m in (_mean(series, False, d) for d in (20, 56, 110)) if m is not None]
+    if not pairs and len(resnets) < 2:
+        return ""
+    agree = all(r < p for p, r in pairs) and all(a > b for a, b in zip(resnets, resnets[1:]))
+    return (" This project's models agree (mean std below the figures)." if agree else
+            " This project's models do not all agree: see the mean std below the figures.")
+
+
 def section(shipped: list[ModelEntry]) -> None:
     st.header("Fig. 7: residual functions are small")
     entries = models(shipped)
@@ -67,9 +79,9 @@ def section(shipped: list[ModelEntry]) -> None:
         st.info("No measurements and no test images to measure on are shipped.")
         return
     st.markdown("The standard deviation of every 3×3 layer's response, after batch normalisation and before the "
-                "addition and the ReLU. **Residual functions are generally closer to zero than their plain "
-                "counterparts**, and the deeper the ResNet, the smaller its responses: each block changes the "
-                "signal a little, as Sec. 4.2 of the paper argues.")
+                "addition and the ReLU. The paper's finding: **residual functions are generally closer to zero than "
+                "their plain counterparts**, and the deeper ResNet has the smaller responses, so each block changes "
+                "the signal only a little." + _verdict(series))
     a, b = st.columns(2)
     a.plotly_chart(fig7_figure(series, ordered=False), key="paper_fig7_order", config={"displayModeBar": False})
     b.plotly_chart(fig7_figure(series, ordered=True), key="paper_fig7_sorted", config={"displayModeBar": False})

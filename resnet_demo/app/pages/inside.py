@@ -21,6 +21,7 @@ VIEWS = {"maps": "Feature maps", "blocks": "F(x) + x, block by block", "knockout
 SIZE = 288  # pixels a map is drawn at (nearest neighbour, so every activation stays a visible square)
 LIVE_IMAGES = 500  # a knockout click runs on this many test images: about a second a block for ResNet-56 on 2 cores
 _DISSECTED = "inside.dissected"  # session cache: (model, image) -> Anatomy (a ResNet-110 one is ~14 MB)
+_KNOCKED_IMAGE = "inside.knocked_image"  # session cache: (model, image, block) -> probabilities with/without it
 
 
 def _view_picker(container) -> str:
@@ -136,17 +137,28 @@ def _blocks(a: anatomy.Anatomy) -> None:
 
 # --- knockout ----------------------------------------------------------------------------------------------
 
-def _shipped_rows(entry: ModelEntry) -> tuple[dict | None, dict | None]:
-    """(this model's full-test-set knockout record, the whole table), when one was measured for these weights."""
+def _table() -> dict:
+    """The shipped full-test-set knockout table ({} when there is none)."""
     try:
-        table = knockout.read_table()
+        return knockout.read_table() or {}
     except ValueError as e:
         st.warning(f"The shipped knockout table could not be read: {e}")
-        return None, None
-    rec = (table or {}).get("models", {}).get(entry.name)
+        return {}
+
+
+def _shipped_record(table: dict, entry: ModelEntry) -> dict | None:
+    """This model's record in the table, when it was measured on these very weights."""
+    rec = table.get("models", {}).get(entry.name)
     if rec is None or (entry.sha256 and rec.get("weights_sha256") != entry.sha256):
-        return None, table
-    return rec, table
+        return None
+    return rec
+
+
+def _how_measured(rec: dict) -> str:
+    minutes = rec.get("wall_s", 0) / 60
+    procs = rec.get("processes", 1)
+    return (f"{rec['images']:,} images, {minutes:.0f} min in fp32 on {rec.get('hardware', 'a CPU')}"
+            + (f" × {procs} processes" if procs > 1 else "") + f", with `{rec.get('command', 'scripts/inside_tables.py')}`")
 
 
 def _on_bar_click() -> None:
@@ -174,7 +186,8 @@ def _knockout(entry: ModelEntry) -> None:
     st.session_state["inside_knockout_labels"] = labels
     if st.session_state.get("inside_knockout_block") not in labels:
         st.session_state["inside_knockout_block"] = labels[1] if len(labels) > 1 else labels[0]
-    rec, _ = _shipped_rows(entry)
+    table = _table()
+    rec = _shipped_record(table, entry)
     st.markdown("Remove one block and keep everything else. "
                 + ("A residual block leaves its shortcut behind, so the signal still flows past the gap; "
                    if not entry.arch.plain else
@@ -189,14 +202,14 @@ def _knockout(entry: ModelEntry) -> None:
                         config={"displayModeBar": False})
         rows = rec["blocks"]
         resid = [r for r in rows if not r["downsamples"]]
-        st.caption(f"Measured on the full CIFAR-10 test set ({rec['images']:,} images, {rec.get('wall_s', 0) / 60:.0f} "
-                   f"min on {rec.get('hardware', 'a CPU')}, fp32) with `{rec.get('command', 'scripts/inside_tables.py')}`. "
-                   f"Without one of the {len(resid)} blocks that keep the map size: median "
-                   f"{100 * float(np.median([r['accuracy'] for r in resid])):.1f}%, worst "
-                   f"{100 * min(r['accuracy'] for r in resid):.1f}%. **Click a bar** to try that block live.")
+        st.caption(f"Measured on the full CIFAR-10 test set ({_how_measured(rec)}). Without one of the {len(resid)} "
+                   f"blocks that keep the map size: median {100 * float(np.median([r['accuracy'] for r in resid])):.1f}%, "
+                   f"worst {100 * min(r['accuracy'] for r in resid):.1f}%. **Click a bar** to try that block live.")
     else:
-        st.info("No full-test-set knockout table is shipped for this model (the shipped one covers ResNet-56, "
-                "ResNet-110 and plain-56). Pick any block below to measure it live.")
+        covered = [r.get("label", n) for n, r in table.get("models", {}).items()]
+        st.info("No full-test-set knockout table is shipped for this model"
+                + (f" (the shipped one covers {', '.join(covered)})" if covered else "")
+                + ". Pick any block below to measure it live.")
     label = st.select_slider("Block to remove (stage.block)", labels, key="inside_knockout_block")
     index = labels.index(label)
     images = inside_data.live_images(LIVE_IMAGES)
@@ -218,11 +231,18 @@ def _knockout(entry: ModelEntry) -> None:
 
 
 def _current_image(entry: ModelEntry, chosen: inputs.Chosen, index: int, label: str) -> None:
-    intact, knocked = knockout.knockout_logits(state.load(entry), chosen.x, [index])
+    """The image last looked at, with and without the block: remembered, so a re-render runs nothing."""
+    cache: dict = st.session_state.setdefault(_KNOCKED_IMAGE, {})
+    key = (*inside_data.model_key(entry), chosen.key, index)
+    if key not in cache:
+        intact, knocked = knockout.knockout_logits(state.load(entry), chosen.x, [index])
+        cache[key] = (torch.softmax(intact[0], 0), torch.softmax(knocked[index][0], 0))
+        while len(cache) > 64:
+            cache.pop(next(iter(cache)))
+    p0, p1 = cache[key]
+    c0, c1 = int(p0.argmax()), int(p1.argmax())
     cols = st.columns([1, 4], vertical_alignment="center")
     cols[0].image(upscale(chosen.small, 96), width=96)
-    p0, p1 = torch.softmax(intact[0], 0), torch.softmax(knocked[index][0], 0)
-    c0, c1 = int(p0.argmax()), int(p1.argmax())
     cols[1].markdown(f"{chosen.name}: intact **{CLASSES[c0]}** ({100 * float(p0[c0]):.0f}%) → without block {label} "
                      f"**{CLASSES[c1]}** ({100 * float(p1[c1]):.0f}%)")
 
