@@ -131,7 +131,7 @@ def _blocks(a: anatomy.Anatomy) -> None:
                     key="inside_rms", config={"displayModeBar": False})
     st.caption("He et al. argue that where the identity is nearly right, a residual block only has to learn a "
                "small correction F(x) on top of x (their Fig. 7 measures it over the test set; see the Paper "
-               "page). The red bars against the grey ones show how small it is on this image."
+               "page). The red bars against the grey ones show how large the correction is on this image, block by block."
                if not plain else "Switch to a ResNet to see F(x) beside the shortcut x.")
 
 
