@@ -10,6 +10,7 @@ PAGES = (
     ("train", "Train", ":material/model_training:", "train"),
     ("predict", "Predict", ":material/image_search:", "predict"),
     ("explain", "Explain", ":material/visibility:", "explain"),
+    ("inside", "Inside", ":material/layers:", "inside"),
     ("testset", "Test set", ":material/grid_on:", "testset"),
     ("paper", "Paper", ":material/menu_book:", "paper"),
 )

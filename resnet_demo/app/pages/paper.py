@@ -1,4 +1,4 @@
-"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, architectures.
+"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, Fig. 7, architectures.
 
 Only measured numbers: the "this project" column comes from the shipped manifest (each model evaluated on
 the full test set); a depth with no shipped model says so instead of showing a number.
@@ -13,7 +13,7 @@ from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
 from ...registry import ModelEntry, shipped_models, with_history
 from ...weights import WeightsError
-from .. import charts, state
+from .. import charts, fig7, state
 
 NOT_TRAINED = "not trained yet"
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
@@ -28,6 +28,8 @@ def render() -> None:
     _table6(shipped)
     st.divider()
     _fig6(_with_history())
+    st.divider()
+    fig7.section(shipped)
     st.divider()
     _architecture()
 

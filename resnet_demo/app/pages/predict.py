@@ -9,7 +9,7 @@ import torch
 from ...images import upscale
 from ...inference import probabilities, top_k
 from ...registry import ModelEntry
-from .. import inputs, state
+from .. import downloads, inputs, state
 from ..plain import plain
 
 SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible
@@ -89,6 +89,7 @@ def render() -> None:
     entry = state.model_picker(container=head[0])
     if entry is None:
         return
+    downloads.export_buttons(entry, head[0])
     others = [e for e in state.models() if e.name != entry.name]
     compare: list[str] = []
     if others:
