@@ -215,7 +215,7 @@ def test_failures_show_no_server_path_or_exception_text(env, tiny_weights_dir, t
     the details are in the server log under that reference."""
     import shutil
 
-    import resnet_demo.app.pages.predict as predict_page
+    import resnet_demo.app.pages.predict_page as predict_page
 
     weights = tmp_path / "secret-weights"
     shutil.copytree(tiny_weights_dir, weights)

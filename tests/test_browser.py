@@ -140,7 +140,7 @@ def open_page(page, app, path: str) -> None:
     """Open a page by its url_path; the default page (Predict) lives at "/" and its own path is not served."""
     from resnet_demo.app.main import PAGES
 
-    default = PAGES[1][3]
+    default = PAGES[0][3]
     page.goto(f"{app['base']}/{'' if path == default else path}")
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=LONG)
     settle(page)
@@ -209,6 +209,8 @@ def test_predict_upload_shows_top5(page, app, data_dir, tmp_path):
     Image.fromarray(img).resize((96, 80), Image.NEAREST).save(photo)  # not square, not 32x32: a real upload
     open_page(page, app, "predict")
     assert_no_error(page, app)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    assert "Predict" in links.first.inner_text(), "Predict, the home page, comes first in the sidebar"
     page.locator('[data-testid="stMain"] label').filter(has_text="Upload").first.click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
     page.get_by_text("What the network sees", exact=False).first.wait_for(timeout=LONG)
