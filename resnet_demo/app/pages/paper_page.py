@@ -13,7 +13,8 @@ from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
 from ...registry import ModelEntry, shipped_models, with_history
 from ...weights import WeightsError
-from .. import charts, state
+from .. import state
+from ..charts import curves
 
 NOT_TRAINED = "not trained yet"
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
@@ -139,11 +140,11 @@ def _table6(shipped: list[ModelEntry]) -> None:
                                     "How we trained it": _how(e)} for e in others]), hide_index=True, width="stretch")
 
 
-def _fig6(curves: list[ModelEntry]) -> None:
+def _fig6(entries: list[ModelEntry]) -> None:
     """Every curve of one recipe: retired models' histories count, so a better ResNet elsewhere leaves it intact."""
     st.header("Fig. 6: plain vs residual")
     st.caption(FIG6_NOTE)
-    with_history = {e.name: e for e in curves}
+    with_history = {e.name: e for e in entries}
     wanted = [n for n in FIG6_MODELS if n in with_history]
     missing = [n for n in FIG6_CORE if n not in with_history]
     extra = [n for n, e in with_history.items() if n not in FIG6_MODELS]
@@ -161,10 +162,13 @@ def _fig6(curves: list[ModelEntry]) -> None:
         resid = [(l, h) for l, h in histories if not l.startswith("Plain")]
         if plain and resid:
             a, b = st.columns(2)
-            a.plotly_chart(charts.error_figure(plain, "Plain networks", height=380), key="paper_fig6_plain")
-            b.plotly_chart(charts.error_figure(resid, "ResNets", height=380), key="paper_fig6_resnet")
+            y_range = curves.error_range(plain, resid)  # one scale, so the panels compare as the paper's do
+            a.plotly_chart(curves.error_figure(plain, "Plain networks", height=380, y_range=y_range),
+                           key="paper_fig6_plain")
+            b.plotly_chart(curves.error_figure(resid, "ResNets", height=380, y_range=y_range),
+                           key="paper_fig6_resnet")
         else:
-            st.plotly_chart(charts.error_figure(histories, height=400), key="paper_fig6")
+            st.plotly_chart(curves.error_figure(histories, height=400), key="paper_fig6")
         recipes = sorted({_how(with_history[n]) for n in names} - {""})
         same = (f" Every curve has one recipe ({recipes[0]}), as in the paper's figure; Table 6 may show a "
                 "longer-trained model of a depth." if len(recipes) == 1 else

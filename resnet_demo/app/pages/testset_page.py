@@ -16,7 +16,8 @@ from ...paper import CLASSES, TABLE6_ERROR
 from ...registry import ModelEntry
 from ...weights import WeightsError
 from .. import state
-from ..testset_charts import cell_from_selection, confusion_figure, per_class_bars
+from ..charts.style import CONFIG
+from ..charts.testset import cell_from_selection, confusion_figure, per_class_bars
 
 PAGE_SIZE = 48
 CELL_MAX = 20
@@ -190,7 +191,7 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
     t, p = CLASSES.index(true_c), CLASSES.index(pred_c)
     with chart:
         st.plotly_chart(confusion_figure(conf, (t, p)), key="ts_confusion", on_select=_on_cell_click,
-                        selection_mode="points", config={"displayModeBar": False})
+                        selection_mode="points", config=CONFIG)
     with side:
         idx = np.flatnonzero((preds["labels"] == t) & (preds["pred"] == p))
         idx = idx[np.argsort(-preds["probs"][idx, p].astype(np.float32), kind="stable")]

@@ -18,10 +18,10 @@ from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
 from ...registry import ModelEntry, finished_runs, with_history
 from ...weights import WeightsError
-from .. import charts
+from ..charts import curves
+from ..charts.style import CONFIG
 
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
-CHART_CONFIG = {"displayModeBar": False}
 FORCE_AFTER_S = 15  # offer "force stop" when a stop request has not been honoured this long
 
 
@@ -226,14 +226,12 @@ def _job_charts(run: jobs.RunStatus) -> None:
     if run.last("step") is None:
         return
     a, b = st.columns(2)
-    a.plotly_chart(charts.loss_figure(run.events), key="train_chart_loss", config=CHART_CONFIG)
+    a.plotly_chart(curves.loss_figure(run.events), key="train_chart_loss", config=CONFIG)
     if epoch_rows(run.events):
-        b.plotly_chart(charts.accuracy_figure(run.events), key="train_chart_acc", config=CHART_CONFIG)
+        b.plotly_chart(curves.accuracy_figure(run.events), key="train_chart_acc", config=CONFIG)
     else:
         b.caption("Train and test accuracy appear after the first epoch.")
-    lr = charts.lr_figure(run.events)
-    lr.update_layout(height=220)
-    st.plotly_chart(lr, key="train_chart_lr", config=CHART_CONFIG)
+    st.plotly_chart(curves.lr_figure(run.events), key="train_chart_lr", config=CONFIG)
 
 
 def _duration(seconds: float | None) -> str:
@@ -280,8 +278,8 @@ def _compare_section() -> None:
     histories = [(f"{short[n]} ({n.removeprefix('run:')})" if short[n] in clash else short[n],
                   by_name[n].load_history()) for n in chosen]
     empty = [label for label, h in histories if not epoch_rows(h)]
-    st.plotly_chart(charts.error_figure([h for h in histories if epoch_rows(h[1])]), key="train_chart_compare",
-                    config=CHART_CONFIG)
+    st.plotly_chart(curves.error_figure([h for h in histories if epoch_rows(h[1])]), key="train_chart_compare",
+                    config=CONFIG)
     if empty:
         st.caption("No per-epoch records in: " + ", ".join(empty))
     st.caption("Train error is the running value over each epoch on augmented batches; test error is measured "
