@@ -7,8 +7,8 @@ import torch
 
 from ...images import upscale
 from ...inference import probabilities, top_k
-from ...registry import ModelEntry
-from .. import inputs, state
+from ...registry import ModelEntry, model_label
+from .. import inputs, pickers, state
 from ..charts.predictions import top5_figure
 from ..charts.style import CONFIG
 from ..plain import plain
@@ -79,7 +79,7 @@ def render() -> None:
     st.caption("What does a CIFAR-10 ResNet think your picture shows? It only ever sees 32x32 pixels "
                "and knows ten classes.")
     head = st.columns([1, 1.4])
-    entry = state.model_picker(container=head[0])
+    entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
     others = [e for e in state.models() if e.name != entry.name]
@@ -89,7 +89,7 @@ def render() -> None:
         if "predict_compare" in st.session_state:  # drop models that vanished or became the main choice
             st.session_state["predict_compare"] = [n for n in st.session_state["predict_compare"] if n in by_name]
         compare = head[1].multiselect("Compare with", list(by_name), key="predict_compare",
-                                      format_func=lambda n: by_name[n].label, max_selections=3,
+                                      format_func=lambda n: model_label(by_name[n]), max_selections=3,
                                       placeholder="other models, side by side")
     entries = [entry] + [e for e in others if e.name in compare]
 
