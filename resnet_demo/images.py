@@ -24,7 +24,7 @@ from .data import normalize
 from .paper import IMAGE_SIZE
 
 MAX_PIXELS = 50_000_000  # what a header may claim; a 1-gigapixel "bomb" is refused before decoding
-MAX_DECODED_BYTES = 40 * 2**20  # one decoded image in memory: a 10-megapixel colour PNG, a 20-megapixel 16-bit one
+MAX_DECODED_BYTES = 32 * 2**20  # one decoded image in memory: an 8-megapixel colour PNG, a 16-megapixel 16-bit one
 MAX_BYTES = 50 * 1024 * 1024  # a file read from disk (the command line); the app's uploads are capped lower
 WORK_SIDE = 1024  # the longer side of the decoded image once reduced: the 32x32 input and the preview come from it
 BAND_PIXELS = 2**21  # pixels converted at a time when a mode must change before it can be reduced

@@ -255,6 +255,42 @@ def test_upload_names_are_shown_as_typed(page, app, tmp_path):
         assert not [m for m in MARKUP if m in html], html
 
 
+
+def _upload_store_bytes(app) -> int:
+    """Bytes Streamlit's upload store holds for all sessions (from its /_stcore/metrics, which caches the figure
+    for 5 s: the wait makes each reading fresh)."""
+    import re
+
+    time.sleep(5.5)
+    with urllib.request.urlopen(f"{app['base']}/_stcore/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(int(float(m)) for m in re.findall(r'cache_type="UploadedFileManager"[^}]*}\s+(\S+)', text))
+
+
+def test_an_upload_leaves_the_server_when_no_widget_shows_it(page, app):
+    """Issue 29: uploads stayed in the server's memory until the tab closed, even after the student had moved
+    on; the browser never deletes a file whose widget left the page. The next run releases it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(buf, "PNG")  # ~360 KB
+    size = len(buf.getvalue())
+    open_page(page, app, "predict")
+    before = _upload_store_bytes(app)
+    page.locator('[data-testid="stMain"] label').filter(has_text="Upload").first.click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        {"name": "noise.png", "mimeType": "image/png", "buffer": buf.getvalue()})
+    page.get_by_text("What the network sees", exact=False).first.wait_for(timeout=LONG)  # not the gallery's
+    settle(page)
+    held = _upload_store_bytes(app)
+    assert held >= before + size
+    page.locator('[data-testid="stMain"] label').filter(has_text="Test set").first.click()
+    settle(page)
+    assert _upload_store_bytes(app) <= held - size
+    assert_no_error(page, app)
+
+
 def test_explain_renders(page, app):
     open_page(page, app, "explain")
     page.wait_for_timeout(1000)

@@ -17,7 +17,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 MAX_FILES = 10  # images in one upload
-MAX_SESSION_BYTES = 32 * 2**20  # upload bytes one browser tab may hold on the server at a time
+MAX_SESSION_BYTES = 24 * 2**20  # upload bytes one browser tab may hold on the server at a time
 
 _SHOWN = "uploads.shown"  # session_state: ids of the files the last run's widget showed
 
