@@ -291,6 +291,36 @@ def test_an_upload_leaves_the_server_when_no_widget_shows_it(page, app):
     assert_no_error(page, app)
 
 
+def test_compare_view_keeps_class_names_whole(page, app, tiny_run):
+    """Issue 28: "automobile" was clipped at the left of the narrow top-5 charts of the compare view. Every class
+    name must lie inside its chart, for a test image of an automobile compared across models."""
+    import shutil
+
+    second = shutil.copytree(tiny_run, app["runs"] / "compare-me")  # a finished run: a second model
+    try:
+        open_page(page, app, "predict")
+        select(page, "Class", "automobile")
+        box = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_text("Compare with", exact=True))
+        box.first.click()
+        page.get_by_role("option").first.click()
+        page.keyboard.press("Escape")
+        charts = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]')
+        charts.nth(1).locator(".ytick text").first.wait_for(timeout=LONG)
+        settle(page)
+        assert_no_error(page, app)
+        names = []
+        for i in range(charts.count()):
+            chart = charts.nth(i).bounding_box()
+            ticks = charts.nth(i).locator(".ytick text")
+            for j in range(ticks.count()):
+                tick, name = ticks.nth(j).bounding_box(), ticks.nth(j).text_content().strip()
+                names.append(name)
+                assert chart["x"] <= tick["x"] and tick["x"] + tick["width"] <= chart["x"] + chart["width"], name
+        assert len(names) == 10 and "automobile" in names, names  # two charts, the true class among the five
+    finally:
+        shutil.rmtree(second)
+
+
 def test_explain_renders(page, app):
     open_page(page, app, "explain")
     page.wait_for_timeout(1000)

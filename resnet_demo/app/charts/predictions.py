@@ -12,7 +12,7 @@ import torch
 from ...inference import top_k
 from .style import BLUE, GREEN, GREY, RED, style
 
-LABEL_PX = 92  # room for the longest class name ("automobile") beside its bar, in a narrow compare column
+LABEL_PX = 92  # room for the longest class name ("automobile") beside its bar; automargin alone clips it
 
 
 def bar_colors(indices: list[int], true_label: int | None) -> list[str]:
