@@ -31,7 +31,8 @@ FORCE_AFTER_S = 15  # offer "force stop" when a stop request has not been honour
 def render() -> None:
     st.title("Train a ResNet")
     st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live; "
-               "anyone can stop it. Finished runs appear on every page as models.")
+               "anyone can stop it. Finished runs appear on every page as models (unless they learned nothing beyond "
+               "chance).")
     left, right = st.columns([1, 2], gap="large")
     with left:
         _settings_panel()
