@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire | export`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="successor", required=True, metavar="NAME",
                    help="the shipped model that supersedes it, e.g. resnet20-e100")
 
+    p = sub.add_parser("export", help="write a model as safetensors or ONNX, with its architecture and "
+                                      "normalisation in the metadata")
+    p.add_argument("name", help="a model name (see `models`, e.g. resnet56-e100 or run:<id>) or a .safetensors file")
+    p.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors")
+    p.add_argument("--out", help="the file to write (default: NAME.safetensors or NAME.onnx here)")
     return parser
 
 
@@ -250,8 +255,22 @@ def cmd_retire(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_bytes, filename
+    from .storage import atomic_write_bytes, sha256_bytes
+    from .registry import resolve
+
+    entry = resolve(args.name)
+    data = export_bytes(entry, args.format)
+    out = Path(args.out or filename(entry, args.format))
+    atomic_write_bytes(out, data)
+    print(f"exported {entry.label} ({entry.name}) to {out}: {args.format}, {len(data) / 1e6:.1f} MB, "
+          f"sha256 {sha256_bytes(data)[:16]}")
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire}
+            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,7 +80,7 @@ def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
             diff = error - TABLE6_ERROR[depth]  # the "vs paper" column, in points of error
             sign, verdict = ("+", "worse") if diff > 0 else ("\u2212", "better")
             assert row["vs paper"] == f"{sign}{abs(diff):.2f} ({verdict})"
-    charts = at.get("plotly_chart")
+    charts = [c for c in at.get("plotly_chart") if "paper_fig6" in c.proto.id]  # not Fig. 7's
     # Fig. 6 compares one recipe across depths: the models named plainD / resnetD, not a longer-trained twin,
     # and those that were retired for a longer-trained one still draw their curves.
     curves = [*models, *manifest.get("retired", {})]

@@ -387,3 +387,36 @@ def _curve_points(page) -> int:
     return page.evaluate("""(sel) => {
         const g = document.querySelector(`[data-testid="stMain"] ${sel} .js-plotly-plot`);
         return g && g.data ? g.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0; }""", LOSS_CHART)
+
+
+@pytest.mark.parametrize("view,expect", [("maps", "Stage 3: 64 channels of 8×8"), ("blocks", "F(x) + x · RMS"),
+                                         ("knockout", "Predictions changed")])
+def test_inside_views(page, app, view, expect):
+    """Each view of the Inside page from a shared link (?view=...): the page reads the view from the URL."""
+    page.goto(f"{app['base']}/inside?view={view}")
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LONG)
+    page.get_by_text(expect, exact=False).first.wait_for(timeout=LONG)
+    settle(page)
+    assert_no_error(page, app)
+    screenshot(page, f"inside-{view}")
+
+
+def test_predict_downloads_the_model_as_onnx(page, app, tmp_path):
+    """The download is made when it is clicked; the file runs in onnxruntime and says what it needs."""
+    ort = pytest.importorskip("onnxruntime")
+    import json
+
+    open_page(page, app, "predict")
+    page.get_by_text("Download this model", exact=False).first.click()
+    button = page.get_by_role("button", name="onnx", exact=False).first
+    with page.expect_download(timeout=LONG) as info:
+        button.click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.suffix == ".onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"image": np.zeros((3, 3, 32, 32), np.float32)})[0]
+    assert logits.shape == (3, len(CLASSES))
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == list(CLASSES) and "mean" in json.loads(meta["normalization"])
+    assert_no_error(page, app)

@@ -5,13 +5,14 @@ from types import ModuleType
 
 import streamlit as st
 
-from .pages import explain_page, paper_page, predict_page, testset_page, train_page
+from .pages import explain_page, inside_page, paper_page, predict_page, testset_page, train_page
 from .state import guarded
 
 PAGES = (
     # (module, title, icon, url_path); the first is the home page, served at "/"
     (predict_page, "Predict", ":material/image_search:", "predict"),
     (explain_page, "Explain", ":material/visibility:", "explain"),
+    (inside_page, "Inside", ":material/layers:", "inside"),
     (train_page, "Train", ":material/model_training:", "train"),
     (testset_page, "Test set", ":material/grid_on:", "testset"),
     (paper_page, "Paper", ":material/menu_book:", "paper"),

@@ -1,4 +1,4 @@
-"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, architectures.
+"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, Fig. 7, architectures.
 
 Only measured numbers: the "this project" column comes from the shipped manifest (each model evaluated on
 the full test set); a depth with no shipped model says so instead of showing a number.
@@ -13,7 +13,7 @@ from ...model import Arch, describe
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
 from ...registry import ModelEntry, how_trained, shipped_models, with_history
 from ...weights import WeightsError
-from .. import pickers, state
+from .. import fig7, pickers, state
 from ..charts import curves
 
 NOT_TRAINED = "not trained yet"
@@ -29,6 +29,8 @@ def render() -> None:
     _table6(shipped)
     st.divider()
     _fig6(_with_history())
+    st.divider()
+    fig7.section(shipped)
     st.divider()
     _architecture()
 

@@ -8,7 +8,7 @@ import torch
 from ...images import upscale
 from ...inference import probabilities, top_k
 from ...registry import ModelEntry, model_label
-from .. import inputs, pickers, state
+from .. import downloads, inputs, pickers, state
 from ..charts.predictions import top5_figure
 from ..charts.style import CONFIG
 from ..plain import plain
@@ -82,6 +82,7 @@ def render() -> None:
     entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
+    downloads.export_buttons(entry, head[0])
     others = [e for e in state.models() if e.name != entry.name]
     compare: list[str] = []
     if others:
