@@ -120,6 +120,9 @@ class ProgressPrinter:
             line = (f"epoch {e['epoch']}: train loss {e['train_loss']:.3f} acc {100 * e['train_acc']:.2f}% | "
                     f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}% | {e['elapsed_s']:.0f}s")
             (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        elif kind == "phase" and e.get("phase") == "final_evaluation":
+            line = f"final evaluation on {e['test_images']:,} test images..."
+            (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
         elif kind == "end":
             if self.bar is not None:
                 self.bar.close()
@@ -175,20 +178,22 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .images import ImageError, load_input
     from .inference import probabilities, top_k
-    from .registry import default_model, resolve
+    from .registry import default_model, model_label, resolve
 
     entry = resolve(args.model) if args.model else default_model()
     model = entry.load()
+    if not args.json:  # the app's picker names it the same way, so the same photo's numbers can be matched
+        print(f"model: {entry.name} ({model_label(entry)})" + ("" if args.model else ", the default"))
     failed = 0
     for path in args.images:
         try:
             x, _, _ = load_input(path, name=path)
-            record = {"file": path, "top": top_k(probabilities(model, x)[0], args.top)}
+            record = {"file": path, "model": entry.name, "top": top_k(probabilities(model, x)[0], args.top)}
             for t in record["top"]:
                 t.pop("index")
         except ImageError as e:
             failed += 1
-            record = {"file": path, "error": str(e)}
+            record = {"file": path, "model": entry.name, "error": str(e)}
         if args.json:
             print(json.dumps(record), flush=True)
         elif "error" in record:
@@ -199,19 +204,23 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .registry import list_models, retired_models
+    from .registry import default_model, list_models, retired_models
 
-    models, retired = list_models(), retired_models()
+    every, retired = list_models(include_chance=True), retired_models()
     if args.json:
         print(json.dumps([{"name": m.name, "label": m.label, "source": m.source, **m.arch.to_dict(),
-                           "test_accuracy": m.test_accuracy, "file": m.weights and str(m.weights)}
-                          for m in models + retired]))
+                           "test_accuracy": m.test_accuracy, "file": m.weights and str(m.weights),
+                           "at_chance_level": m.at_chance_level} for m in every + retired]))
         return 0
+    models = [m for m in every if not m.at_chance_level]
     if not models:
-        print("no models yet (weights/manifest.json is empty and runs/ holds no finished run)")
-    for m in models:
+        print("no models yet (weights/manifest.json is empty and runs/ holds no finished run above chance level)")
+    default = default_model(models).name if models else None
+    for m in every:
         acc = f"{100 * m.test_accuracy:.2f}%" if m.test_accuracy is not None else "-"
-        print(f"{m.name:<24} {m.label:<30} {m.source:<8} test acc {acc}")
+        note = (" (the default)" if m.name == default else
+                " (chance level: not offered by the app, nor as the default)" if m.at_chance_level else "")
+        print(f"{m.name:<24} {m.label:<30} {m.source:<8} test acc {acc}{note}")
     for m in retired:
         print(f"{m.name:<24} {m.label:<30} {m.source:<8} history only, for Fig. 6 (retired for {m.record['retired']['for']})")
     return 0

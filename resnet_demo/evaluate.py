@@ -36,12 +36,22 @@ def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.devi
     return p if p_flip is None else (p + p_flip) / 2
 
 
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(10, 10) image counts; rows: true class, columns: predicted class."""
+    k = len(CLASSES)
+    return np.bincount(labels.astype(np.int64) * k + pred.astype(np.int64), minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> dict[str, float | None]:
+    """{class name: accuracy}, None for a class with no test image."""
+    n = confusion.sum(1)
+    return {c: (float(confusion[i, i] / n[i]) if n[i] else None) for i, c in enumerate(CLASSES)}
+
+
 def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
     pred = probs.argmax(1)
-    k = len(CLASSES)
-    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
-    per_class_n = confusion.sum(1)
-    per_class = {c: (float(confusion[i, i] / per_class_n[i]) if per_class_n[i] else None) for i, c in enumerate(CLASSES)}
+    confusion = confusion_matrix(pred, labels)
+    per_class = per_class_accuracy(confusion)
     nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,

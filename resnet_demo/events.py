@@ -1,6 +1,6 @@
 """Training progress as a stream of plain records, shared by the CLI, the app and the shipped histories.
 
-An event is a dict with a "type" key: "start", "step", "epoch", "checkpoint", "end". They are appended
+An event is a dict with a "type" key: "start", "step", "epoch", "checkpoint", "phase", "end". They are appended
 to a JSONL file one line at a time and flushed, so a reader (another process, another browser tab) never
 sees half a record, and a crash loses at most the line being written. This module is the stream's only
 writer and reader: a live log (EventLog), a whole history at once (write_events), a full read (read_events)
@@ -25,6 +25,8 @@ Listener = Callable[[Event], None]
 #   step:       step, epoch (float, fractional), loss, acc, lr, images_per_s, eta_s, elapsed_s, total_steps
 #   epoch:      epoch, step, train_loss, train_acc, test_loss, test_acc, lr, elapsed_s, eta_s
 #   checkpoint: epoch, batch, step, path
+#   phase:      phase ("final_evaluation": the last step is done, the whole test set is being evaluated; "end"
+#               follows), step, test_images. Progress readers show it instead of a step count at its ETA of 0 s.
 #   end:        status ("completed" | "stopped" | "failed"), message, elapsed_s, step (completed: test_accuracy)
 
 
@@ -141,6 +143,17 @@ def latest_run(events: list[Event]) -> list[Event]:
 def last(events: list[Event], kind: str) -> Event | None:
     """The latest record of one type."""
     return next((e for e in reversed(events) if e.get("type") == kind), None)
+
+
+def current_phase(events: list[Event]) -> Event | None:
+    """The "phase" record the run is in now (its final evaluation, say), or None while it trains or once it ended."""
+    for e in reversed(events):
+        kind = e.get("type")
+        if kind == "phase":
+            return e
+        if kind in ("start", "step", "end"):
+            return None
+    return None
 
 
 def latest_attempt_end(events: list[Event]) -> Event | None:

@@ -27,6 +27,13 @@ from .weights import WeightsError, load_model, read_arch
 ENV_WEIGHTS = "RESNET_DEMO_WEIGHTS"
 ENV_RUNS = "RESNET_DEMO_RUNS"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Guessing among ten classes scores 10 %; a model below 15 % has learned nothing a class could see (a run stopped
+# after a few steps). It is no model to offer, though its training curve is still worth a look.
+CHANCE_ACCURACY = 0.15
+
+
+def at_chance_level(accuracy: float | None) -> bool:
+    return accuracy is not None and accuracy < CHANCE_ACCURACY
 
 
 def weights_dir() -> Path:
@@ -57,6 +64,10 @@ class ModelEntry:
     @property
     def test_accuracy(self) -> float | None:
         return self.record.get("test_accuracy")
+
+    @property
+    def at_chance_level(self) -> bool:
+        return at_chance_level(self.test_accuracy)
 
     def load(self, device: str | torch.device = "cpu") -> CifarResNet:
         if self.weights is None:
@@ -130,13 +141,38 @@ def finished_runs(directory: Path | None = None) -> list[ModelEntry]:
     return out
 
 
-def list_models() -> list[ModelEntry]:
-    return shipped_models() + finished_runs()
+def list_models(include_chance: bool = False) -> list[ModelEntry]:
+    """The models to offer: shipped ones, then finished runs, newest first; a run at chance level only when asked
+    for (it can still be named, see resolve)."""
+    entries = shipped_models() + finished_runs()
+    return entries if include_chance else [e for e in entries if not e.at_chance_level]
+
+
+def model_label(entry: ModelEntry, recipe: bool = False) -> str:
+    """How a model is named to a person, in every picker and by the CLI: "ResNet-56 · 93.5%"; with `recipe`,
+    how it was trained too, "ResNet-20 (resnet20) · fast preset, 40 epochs · 91.3%"."""
+    bits = [f"{entry.label} ({entry.name})" if recipe and entry.source in ("shipped", "retired") else entry.label]
+    if recipe:
+        bits.append(how_trained(entry))
+    if entry.test_accuracy is not None:
+        bits.append(f"{100 * entry.test_accuracy:.1f}%" + (" (chance level)" if entry.at_chance_level else ""))
+    elif entry.source == "retired":
+        bits.append("history only")
+    return " · ".join(b for b in bits if b)
+
+
+def how_trained(entry: ModelEntry) -> str:
+    """The recipe in a few words: "fast preset, 40 epochs, subset" ("" when the record does not say)."""
+    rec = entry.record
+    epochs = rec.get("epochs")
+    bits = [rec.get("preset") and f"{rec['preset']} preset", epochs and f"{epochs} epoch{'s' if epochs != 1 else ''}",
+            rec.get("subset") and "subset"]
+    return ", ".join(str(b) for b in bits if b)
 
 
 def resolve(name_or_path: str) -> ModelEntry:
     """A registry name (e.g. "resnet20", "run:<id>") or a path to a .safetensors file."""
-    for entry in list_models():
+    for entry in list_models(include_chance=True):
         if entry.name == name_or_path:
             return entry
     for entry in retired_models():
@@ -146,12 +182,13 @@ def resolve(name_or_path: str) -> ModelEntry:
     if p.is_file():
         arch = read_arch(p)
         return ModelEntry(name=str(p), label=arch.label, arch=arch, weights=p, source="file")
-    known = ", ".join(e.name for e in list_models()) or "none yet"
+    known = ", ".join(e.name for e in list_models(include_chance=True)) or "none yet"
     raise WeightsError(f"no model named {name_or_path!r} and no such file; known models: {known}")
 
 
 def default_model(entries: list[ModelEntry] | None = None) -> ModelEntry:
-    """The model to use when none is named: the most accurate residual net (any model if none is residual)."""
+    """The model to use when none is named, by the CLI and the app alike: the most accurate residual net of those
+    offered (any model if none is residual)."""
     entries = list_models() if entries is None else entries
     if not entries:
         raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "

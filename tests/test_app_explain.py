@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from apptest_util import APP, TIMEOUT  # noqa: E402
 
-PAGE = "from resnet_demo.app.pages import explain\nexplain.render()\n"
+PAGE = "from resnet_demo.app.pages import explain_page\nexplain_page.render()\n"
 CHEAP = {"ig_steps": 4, "sg_samples": 4}  # slider keys -> values that keep the test quick
 
 

@@ -91,6 +91,8 @@ def test_fig6_from_the_shipped_weights(tmp_path, monkeypatch):
     groups = [{t["legendgroup"] for t in f["data"]} for f in figs]
     assert len(figs) == 2, groups
     assert len(groups[0]) == len(plain) and len(groups[1]) == len(resid), groups
+    ranges = [f["layout"]["yaxis"]["range"] for f in figs]  # one scale, so the two panels compare at a glance
+    assert ranges[0] == ranges[1] and ranges[0][0] == 0, ranges
     epochs = {e["epochs"] for n, e in {**models, **manifest.get("retired", {})}.items() if n in plain + resid}
     assert len(epochs) == 1, "Fig. 6 draws one recipe"
     recipe = f"Every curve has one recipe (fast preset, {next(iter(epochs))} epochs)"

@@ -3,6 +3,7 @@ and without models, predicts the gallery, uploads and the camera, and turns bad 
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -59,6 +60,10 @@ def test_gallery_image_is_predicted_with_its_true_label(app):
     assert len(charts(app)) == 1
     assert any("true class" in m.value for m in app.markdown)
     assert any("right" in m.value or "wrong" in m.value for m in app.markdown)
+    from resnet_demo.app.charts.style import GREEN, RED  # a test image's label is known: its top bar is judged
+
+    right = any(":material/check_circle: right" in m.value for m in app.markdown)
+    assert json.loads(charts(app)[0].proto.spec)["data"][0]["marker"]["color"][-1] == (GREEN if right else RED)
     # a class filter narrows the choices, and the random button stays within them
     app.selectbox(key="predict_class").set_value("ship").run()
     app.button(key="predict_random").click().run()
@@ -98,6 +103,15 @@ def test_uploads_good_and_bad_files(app):
     assert len(charts(app)) == 2  # the two good images were still predicted
     captions = [c for el in app.get("image") for c in el.captions]
     assert "Original, 900x300 pixels" in captions and "What the network sees: 32x32" in captions
+    # Issue 28: nobody told the network what an upload shows, so its top guess is not judged (it was always red),
+    # and the page says that the answer is always one of the ten classes
+    from resnet_demo.app.charts.style import BLUE, RED
+    from resnet_demo.app.pages.predict_page import ONE_OF_TEN
+
+    for chart in charts(app):
+        colors = json.loads(chart.proto.spec)["data"][0]["marker"]["color"]
+        assert colors[-1] == BLUE and RED not in colors, colors
+    assert [c.value for c in app.caption].count(ONE_OF_TEN) == 2
 
 
 def test_camera_is_off_until_asked(app):
@@ -123,7 +137,8 @@ def test_compare_models_side_by_side(env, tiny_weights_dir, tiny_run, tmp_path):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     ok(at)
     compare = at.multiselect(key="predict_compare")
-    assert list(compare.options) == ["ResNet-8 · run tiny"], compare.options
+    accuracy = json.loads((runs / "tiny" / "metrics.json").read_text())["test_accuracy"]
+    assert list(compare.options) == [f"ResNet-8 · run tiny · {100 * accuracy:.1f}%"], compare.options
     compare.set_value(["run:tiny"]).run()
     ok(at)
     assert len(charts(at)) == 2
@@ -215,7 +230,7 @@ def test_failures_show_no_server_path_or_exception_text(env, tiny_weights_dir, t
     the details are in the server log under that reference."""
     import shutil
 
-    import resnet_demo.app.pages.predict as predict_page
+    import resnet_demo.app.pages.predict_page as predict_page
 
     weights = tmp_path / "secret-weights"
     shutil.copytree(tiny_weights_dir, weights)

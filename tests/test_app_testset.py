@@ -2,6 +2,7 @@
 picking a confusion cell shows that cell's images."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -15,10 +16,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from apptest_util import TIMEOUT  # noqa: E402
 
-from resnet_demo.app.testset_charts import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
-from resnet_demo.app.pages.testset import CELL_MAX, PAGE_SIZE  # noqa: E402
+from resnet_demo.app.charts.testset import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
+from resnet_demo.app.pages.testset_page import CELL_MAX, PAGE_SIZE  # noqa: E402
 
-SCRIPT = "from resnet_demo.app.pages import testset\ntestset.render()\n"
+SCRIPT = "from resnet_demo.app.pages import testset_page\ntestset_page.render()\n"
 
 
 @pytest.fixture
@@ -112,6 +113,33 @@ def test_model_without_predictions_or_images(env, tiny_weights_dir, tmp_path):
     _ok(at)
     assert any("no per-image predictions" in i.value for i in at.info)
     assert "Confusion matrix" in [s.value for s in at.subheader]
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    return {c.proto.id.split("-")[-1]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def test_summaries_from_predictions_alone_match_the_record(env, tiny_weights_dir, tmp_path):
+    """A model whose record lacks per-class accuracy and the confusion matrix is summarised from its per-image
+    predictions the way evaluate summarises a test pass: the page draws the same figures either way."""
+    env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    recorded = _figures(_app())
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    for key in ("per_class", "confusion"):
+        del manifest["models"]["resnet8"][key]
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    env.setenv("RESNET_DEMO_WEIGHTS", str(weights))
+    at = _app()
+    _ok(at)
+    summarised = _figures(at)
+    assert len(recorded) == len(summarised) == 2
+    for a, b in zip(recorded.values(), summarised.values()):
+        assert [(t.get("y"), t.get("z")) for t in a["data"]] == [(t.get("y"), t.get("z")) for t in b["data"]]
+        assert [t.get("text") for t in a["data"]] == [t.get("text") for t in b["data"]]
+    bars = next(iter(summarised.values()))
+    assert bars["layout"]["yaxis"]["range"][0] == 0  # issue 28: the per-class axis starts at 0 %, not 70 %
 
 
 def test_reevaluate_with_local_test_set(env, tiny_weights_dir, synthetic_data_dir):

@@ -6,7 +6,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_util import assert_clean, open_page
+from apptest_util import APP, TIMEOUT, assert_clean, open_page
 
 from resnet_demo import jobs
 
@@ -29,7 +29,7 @@ def test_renders_without_models(env):
     assert any("No training run yet" in s.value for s in at.subheader)
     assert not at.button(key="train_start").disabled
     # an invalid custom depth is explained and blocks Start
-    at.selectbox(key="train_depth_choice").set_value("other").run()
+    at.selectbox(key="train_depth").set_value("other").run()
     at.number_input(key="train_depth_other").set_value(21).run()
     assert_clean(at)
     assert any("6n+2" in e.value for e in at.error)
@@ -64,7 +64,7 @@ def _loss_points(at: AppTest) -> int:
 def test_start_watch_and_stop_a_tiny_run(env):
     runs = env / "runs"
     at = open_page("train")
-    at.selectbox(key="train_depth_choice").set_value("other").run()
+    at.selectbox(key="train_depth").set_value("other").run()
     at.number_input(key="train_depth_other").set_value(8)
     at.number_input(key="train_epochs_classroom").set_value(300)
     at.number_input(key="train_subset_cpu").set_value(64)
@@ -110,3 +110,73 @@ def test_start_watch_and_stop_a_tiny_run(env):
     assert not at.button(key="train_start").disabled
     assert at.button(key="train_resume")  # a stopped run offers Resume
     assert any("checkpoint is kept" in i.value for i in at.info)
+
+
+def _copy_run(tiny_run, runs, run_id: str, keep=lambda e: True, **metrics) -> list[dict]:
+    """The tiny finished run copied as `run_id`: its events filtered by `keep`, its metrics.json updated (or
+    removed with metrics=None); returns the events kept."""
+    import shutil
+
+    out = shutil.copytree(tiny_run, runs / run_id)
+    events = [e for e in (json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()) if keep(e)]
+    for e in events:
+        if e["type"] == "end" and "test_accuracy" in metrics:
+            e["test_accuracy"] = metrics["test_accuracy"]
+    (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if metrics.get("metrics", True) is None:
+        (out / "metrics.json").unlink()
+    else:
+        record = json.loads((out / "metrics.json").read_text())
+        (out / "metrics.json").write_text(json.dumps({**record, **metrics}))
+    return events
+
+
+def test_final_evaluation_is_said_not_an_eta_of_zero(env, tiny_run):
+    """Issue 28: a 1-step run sat at "running … ETA 0 s" for 52 s while the whole test set was evaluated. The
+    trainer now says when its final evaluation starts (a "phase" event), and the page says so."""
+    import subprocess
+    import sys
+
+    runs = env / "runs"
+    events = _copy_run(tiny_run, runs, "evaluating", keep=lambda e: e["type"] != "end", metrics=None)
+    assert events[-1]["type"] == "phase" and events[-1]["phase"] == "final_evaluation"  # the trainer's own record
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "evaluating"])
+    try:
+        (runs / jobs.ACTIVE_FILE).write_text(json.dumps({"run_id": "evaluating", "pid": trainer.pid}))
+        at = open_page("train")
+        assert_clean(at)
+        (bar,) = at.get("progress")
+        assert "final evaluation on 320 test images" in bar.proto.text and "ETA" not in bar.proto.text
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
+def test_a_chance_level_run_is_not_offered_as_a_model(env, tiny_run):
+    runs = env / "runs"
+    _copy_run(tiny_run, runs, "guess", test_accuracy=0.1)
+    at = open_page("train")
+    assert_clean(at)
+    assert any("no better than guessing" in w.value and "not offered as a model" in w.value for w in at.warning)
+    assert not at.success
+    compare = at.multiselect(key="train_compare")  # its curve can still be compared, marked as such
+    assert compare.options == [f"ResNet-8 · run guess · {'classroom preset, 2 epochs'} · 10.0% (chance level)"]
+    predict = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # Predict, the home page
+    assert_clean(predict)
+    assert any("No trained model" in w.value for w in predict.warning)  # the only model was at chance level
+
+
+def test_training_images_cannot_be_fewer_than_one_batch(env):
+    """Issue 28: the field accepted 16 images and then disabled Start; its lower bound is now one batch."""
+    at = open_page("train")
+    subset = at.number_input(key="train_subset_cpu")
+    batch = at.number_input(key="train_batch_classroom")
+    assert subset.min == batch.value
+    batch.set_value(512).run()
+    assert at.number_input(key="train_subset_cpu").min == 512
+    at.number_input(key="train_subset_cpu").set_value(700).run()
+    at.number_input(key="train_batch_classroom").set_value(1024).run()  # the batch outgrows what was typed
+    assert_clean(at)
+    assert at.number_input(key="train_subset_cpu").value == 1024 and not at.button(key="train_start").disabled
+    at.number_input(key="train_batch_classroom").set_value(256).run()  # ...and the number stays when it shrinks
+    assert at.number_input(key="train_subset_cpu").value == 1024 and at.number_input(key="train_subset_cpu").min == 256

@@ -140,7 +140,7 @@ def open_page(page, app, path: str) -> None:
     """Open a page by its url_path; the default page (Predict) lives at "/" and its own path is not served."""
     from resnet_demo.app.main import PAGES
 
-    default = PAGES[1][3]
+    default = PAGES[0][3]
     page.goto(f"{app['base']}/{'' if path == default else path}")
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=LONG)
     settle(page)
@@ -209,6 +209,8 @@ def test_predict_upload_shows_top5(page, app, data_dir, tmp_path):
     Image.fromarray(img).resize((96, 80), Image.NEAREST).save(photo)  # not square, not 32x32: a real upload
     open_page(page, app, "predict")
     assert_no_error(page, app)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    assert "Predict" in links.first.inner_text(), "Predict, the home page, comes first in the sidebar"
     page.locator('[data-testid="stMain"] label').filter(has_text="Upload").first.click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
     page.get_by_text("What the network sees", exact=False).first.wait_for(timeout=LONG)
@@ -287,6 +289,36 @@ def test_an_upload_leaves_the_server_when_no_widget_shows_it(page, app):
     settle(page)
     assert _upload_store_bytes(app) <= held - size
     assert_no_error(page, app)
+
+
+def test_compare_view_keeps_class_names_whole(page, app, tiny_run):
+    """Issue 28: "automobile" was clipped at the left of the narrow top-5 charts of the compare view. Every class
+    name must lie inside its chart, for a test image of an automobile compared across models."""
+    import shutil
+
+    second = shutil.copytree(tiny_run, app["runs"] / "compare-me")  # a finished run: a second model
+    try:
+        open_page(page, app, "predict")
+        select(page, "Class", "automobile")
+        box = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_text("Compare with", exact=True))
+        box.first.click()
+        page.get_by_role("option").first.click()
+        page.keyboard.press("Escape")
+        charts = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]')
+        charts.nth(1).locator(".ytick text").first.wait_for(timeout=LONG)
+        settle(page)
+        assert_no_error(page, app)
+        names = []
+        for i in range(charts.count()):
+            chart = charts.nth(i).bounding_box()
+            ticks = charts.nth(i).locator(".ytick text")
+            for j in range(ticks.count()):
+                tick, name = ticks.nth(j).bounding_box(), ticks.nth(j).text_content().strip()
+                names.append(name)
+                assert chart["x"] <= tick["x"] and tick["x"] + tick["width"] <= chart["x"] + chart["width"], name
+        assert len(names) == 10 and "automobile" in names, names  # two charts, the true class among the five
+    finally:
+        shutil.rmtree(second)
 
 
 def test_explain_renders(page, app):

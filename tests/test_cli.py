@@ -61,3 +61,67 @@ def test_progress_header_names_device_and_precision(capsys):
                                                "batch 128, 50,000 train images, bf16 autocast, resuming at step 120")
     printer({**start, "config": {}, "resumed_from_step": None})  # an older event file without the field
     assert capsys.readouterr().err.strip().endswith("50,000 train images")
+
+
+def _chance_level_run(tiny_run: Path, runs: Path, name: str = "guess") -> Path:
+    """A copy of the tiny run recorded at 10 % test accuracy: what a run stopped after a few steps scores."""
+    import json
+    import shutil
+
+    out = shutil.copytree(tiny_run, runs / name)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.1}))
+    return out
+
+
+def test_predict_names_the_model_it_used(tmp_path, tiny_weights_dir, tiny_run, monkeypatch, capsys):
+    # Issue 28: the CLI and the app defaulted to different models and the CLI's output named none, so one photo
+    # got two sets of numbers with no explanation. Both now use registry.default_model and say which they used.
+    import json
+
+    from PIL import Image
+
+    from resnet_demo import cli
+    from resnet_demo.registry import model_label, shipped_models
+
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(tmp_path / "red.png")
+    _chance_level_run(tiny_run, tmp_path / "runs")  # at chance level: never the default, however it ranks
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    (entry,) = shipped_models(tiny_weights_dir)
+    assert cli.main(["predict", "red.png"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model: resnet8 ({model_label(entry)}), the default" and lines[1].startswith("red.png: ")
+    assert cli.main(["predict", "red.png", "missing.png", "--json", "--model", "run:guess"]) == 1
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["file"], r["model"]) for r in records] == [("red.png", "run:guess"), ("missing.png", "run:guess")]
+    assert len(records[0]["top"]) == 5 and "error" in records[1]
+
+
+def test_chance_level_runs_are_marked_and_never_offered(tmp_path, tiny_weights_dir, tiny_run, monkeypatch, capsys):
+    import json
+
+    from resnet_demo import cli
+    from resnet_demo.registry import list_models, resolve
+
+    _chance_level_run(tiny_run, tmp_path / "runs")
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tmp_path / "runs"))
+    assert cli.main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["resnet8", "run:guess"]
+    assert lines[0].endswith("(the default)") and "chance level: not offered" in lines[1]
+    assert cli.main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["at_chance_level"]) for m in listed] == [("resnet8", False), ("run:guess", True)]
+    assert [m.name for m in list_models()] == ["resnet8"]
+    assert [m.name for m in list_models(include_chance=True)] == ["resnet8", "run:guess"]
+    assert resolve("run:guess").at_chance_level  # still there by name, for the CLI's evaluate and predict
+
+
+def test_progress_says_when_the_final_evaluation_starts(capsys):
+    from resnet_demo.cli import ProgressPrinter
+
+    ProgressPrinter(quiet=True)({"type": "phase", "phase": "final_evaluation", "step": 1, "test_images": 10_000})
+    assert capsys.readouterr().err.strip() == "final evaluation on 10,000 test images..."

@@ -46,3 +46,14 @@ def test_damaged_lines_are_skipped_and_the_latest_attempt_is_told_apart(tmp_path
     assert last(events, "start") == {"type": "start", "resumed_from_step": 3} and last(events, "epoch") is None
     assert latest_attempt_end(events) is None  # the resumed attempt has not ended
     assert latest_attempt_end(events[:2]) == {"type": "end", "status": "stopped", "step": 3}
+
+
+def test_current_phase_is_that_of_the_latest_records():
+    from resnet_demo.events import current_phase
+
+    phase = {"type": "phase", "phase": "final_evaluation", "step": 2, "test_images": 10}
+    start, step, end = {"type": "start"}, {"type": "step", "step": 2}, {"type": "end", "status": "completed"}
+    assert current_phase([start, step, {"type": "checkpoint"}, phase]) == phase
+    assert current_phase([start, step]) is None and current_phase([]) is None
+    assert current_phase([start, step, phase, end]) is None  # it ended
+    assert current_phase([start, step, phase, start, step]) is None  # resumed, training again

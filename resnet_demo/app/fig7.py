@@ -13,7 +13,8 @@ from ..anatomy import read_fig7
 from ..model import Arch
 from ..registry import ModelEntry
 from . import inside_data
-from .inside_charts import fig7_figure
+from .charts.inside import fig7_figure
+from .charts.style import CONFIG
 
 NETS = ((True, 20), (True, 56), (False, 20), (False, 56), (False, 110))  # the paper's Fig. 7 (plus 110)
 FALLBACK_IMAGES = 500
@@ -83,8 +84,8 @@ def section(shipped: list[ModelEntry]) -> None:
                 "their plain counterparts**, and the deeper ResNet has the smaller responses, so each block changes "
                 "the signal only a little." + _verdict(series))
     a, b = st.columns(2)
-    a.plotly_chart(fig7_figure(series, ordered=False), key="paper_fig7_order", config={"displayModeBar": False})
-    b.plotly_chart(fig7_figure(series, ordered=True), key="paper_fig7_sorted", config={"displayModeBar": False})
+    a.plotly_chart(fig7_figure(series, ordered=False), key="paper_fig7_order", config=CONFIG)
+    b.plotly_chart(fig7_figure(series, ordered=True), key="paper_fig7_sorted", config=CONFIG)
     pairs = [(d, _mean(series, True, d), _mean(series, False, d)) for d in (20, 56)]
     measured = "; ".join(f"plain-{d} {p:.3f} vs ResNet-{d} {r:.3f}" for d, p, r in pairs if p and r)
     r110 = _mean(series, False, 110)

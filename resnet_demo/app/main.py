@@ -1,34 +1,35 @@
 """Page config and navigation. Each page's render() runs inside guarded(), so no traceback reaches a user."""
 from __future__ import annotations
 
+from types import ModuleType
+
 import streamlit as st
 
+from .pages import explain_page, inside_page, paper_page, predict_page, testset_page, train_page
 from .state import guarded
 
 PAGES = (
-    # (module, title, icon, url_path)
-    ("train", "Train", ":material/model_training:", "train"),
-    ("predict", "Predict", ":material/image_search:", "predict"),
-    ("explain", "Explain", ":material/visibility:", "explain"),
-    ("inside", "Inside", ":material/layers:", "inside"),
-    ("testset", "Test set", ":material/grid_on:", "testset"),
-    ("paper", "Paper", ":material/menu_book:", "paper"),
+    # (module, title, icon, url_path); the first is the home page, served at "/"
+    (predict_page, "Predict", ":material/image_search:", "predict"),
+    (explain_page, "Explain", ":material/visibility:", "explain"),
+    (inside_page, "Inside", ":material/layers:", "inside"),
+    (train_page, "Train", ":material/model_training:", "train"),
+    (testset_page, "Test set", ":material/grid_on:", "testset"),
+    (paper_page, "Paper", ":material/menu_book:", "paper"),
 )
 
 
-def _page(module: str, title: str, icon: str, url_path: str, default: bool) -> st.Page:
+def _page(module: ModuleType, title: str, icon: str, url_path: str, default: bool) -> st.Page:
     def render() -> None:
-        import importlib
+        guarded(module.render)
 
-        guarded(lambda: importlib.import_module(f"resnet_demo.app.pages.{module}").render())
-
-    render.__name__ = f"render_{module}"
+    render.__name__ = f"render_{url_path}"  # Streamlit keys a callable page by its function's name
     return st.Page(render, title=title, icon=icon, url_path=url_path, default=default)
 
 
 def run() -> None:
     st.set_page_config(page_title="ResNet on CIFAR-10", page_icon=":material/hub:", layout="wide")
-    pages = [_page(*p, default=(i == 1)) for i, p in enumerate(PAGES)]
+    pages = [_page(*p, default=(i == 0)) for i, p in enumerate(PAGES)]
     nav = st.navigation(pages)
     with st.sidebar:
         st.caption("He et al. 2015, *Deep Residual Learning for Image Recognition*, on CIFAR-10.")

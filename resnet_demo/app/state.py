@@ -1,4 +1,4 @@
-"""Shared app state: models cached once per server, the model picker, query-param sync, error guarding."""
+"""Shared app state: models cached once per server, the list of models on offer, query-param sync, error guarding."""
 from __future__ import annotations
 
 import logging
@@ -89,7 +89,8 @@ def local_test_set() -> Split | None:
 
 
 def models() -> list[ModelEntry]:
-    """Shipped models and finished runs; reread on every call (cheap: small JSON files) so new runs appear."""
+    """The models on offer (shipped, and finished runs not at chance level); reread on every call (cheap: small
+    JSON files) so new runs appear."""
     try:
         return list_models()
     except WeightsError as e:
@@ -99,7 +100,8 @@ def models() -> list[ModelEntry]:
 
 def no_models_message() -> None:
     st.warning(
-        "No trained model is available yet: `weights/manifest.json` lists none and `runs/` holds no finished run.\n\n"
+        "No trained model is available yet: `weights/manifest.json` lists none and `runs/` holds no finished run "
+        "that learned more than chance.\n\n"
         "Train one on the **Train** page (a few minutes on a laptop CPU with the *classroom* preset), or from a "
         "terminal: `python -m resnet_demo train --depth 20 --preset classroom`."
     )
@@ -114,31 +116,3 @@ def set_query_param(key: str, value: str | None) -> None:
         st.query_params.pop(key, None)
     elif st.query_params.get(key) != value:
         st.query_params[key] = value
-
-
-def model_picker(label: str = "Model", key: str = "model", entries: list[ModelEntry] | None = None,
-                 container=None) -> ModelEntry | None:
-    """A selectbox over all models, remembered in the URL (?model=...) so a teacher can share the view."""
-    entries = models() if entries is None else entries
-    if not entries:
-        no_models_message()
-        return None
-    names = [e.name for e in entries]
-    wanted = query_param(key)
-    if key not in st.session_state or st.session_state[key] not in names:
-        st.session_state[key] = wanted if wanted in names else _default_name(entries)
-    by_name = {e.name: e for e in entries}
-    where = container or st
-    choice = where.selectbox(label, names, key=key, format_func=lambda n: _entry_label(by_name[n]))
-    set_query_param(key, choice)
-    return by_name[choice]
-
-
-def _default_name(entries: list[ModelEntry]) -> str:
-    residual = [e for e in entries if not e.arch.plain and e.source == "shipped"] or entries
-    return max(residual, key=lambda e: (e.arch.depth == 20, e.test_accuracy or 0)).name
-
-
-def _entry_label(e: ModelEntry) -> str:
-    acc = f" · {100 * e.test_accuracy:.1f}%" if e.test_accuracy is not None else ""
-    return f"{e.label}{acc}"

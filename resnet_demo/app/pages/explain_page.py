@@ -14,7 +14,7 @@ from ...explain import METHODS, Attribution
 from ...inference import probabilities, top_k
 from ...paper import CLASSES
 from ...registry import ModelEntry
-from .. import inputs, state
+from .. import inputs, pickers, state
 
 SIZE = 256  # 32x32 drawn 8x
 PREDICTED, TRUE = "predicted", "true"
@@ -126,7 +126,7 @@ def render() -> None:
     st.caption("Which pixels made the network choose its answer? Each method answers a slightly different "
                "question, so they rarely agree exactly.")
     head = st.columns(3)
-    entry = state.model_picker(container=head[0])
+    entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
     method = _method_picker(head[1])

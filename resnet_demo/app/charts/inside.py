@@ -10,12 +10,12 @@ from functools import lru_cache
 import numpy as np
 import plotly.graph_objects as go
 
-from ..images import upscale
+from ...images import upscale
+from .style import BLUE, GREY, INK, PALETTE, RED, style
 
 BACKGROUND = 245  # the grey between tiles of a mosaic
 PLAIN_DASH = "dash"
-DEPTH_COLORS = {20: "#1f77b4", 32: "#17becf", 44: "#9467bd", 56: "#d62728", 110: "#2ca02c"}
-GREY, RED, BLUE, GREEN = "#b8bfcc", "#d62728", "#1f77b4", "#2ca02c"
+DEPTH_COLORS = {20: PALETTE[0], 32: PALETTE[7], 44: PALETTE[3], 56: PALETTE[1], 110: PALETTE[2]}
 
 
 @lru_cache(maxsize=4)
@@ -46,11 +46,8 @@ def colorbar(scale: str = "Viridis", width: int = 256) -> np.ndarray:
 
 
 def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=15)), height=height, template="plotly_white",
-                      margin=dict(l=55, r=15, t=45, b=45), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
-    fig.update_xaxes(title_text=xaxis)
-    fig.update_yaxes(title_text=yaxis)
+    fig = style(fig, height, title, xaxis, yaxis)
+    fig.update_layout(hovermode="closest")
     return fig
 
 
@@ -66,7 +63,7 @@ def block_rms_figure(labels: list[str], residual: list[float], shortcut: list[fl
     fig.add_scatter(x=labels, y=total, name="F(x) + x", mode="lines+markers", line=dict(color=BLUE, width=1.5),
                     marker=dict(size=4), hovertemplate="block %{x}: RMS of the sum %{y:.3f}<extra></extra>")
     if selected in labels:
-        fig.add_vline(x=labels.index(selected), line=dict(color="#1f2430", width=1, dash="dot"))
+        fig.add_vline(x=labels.index(selected), line=dict(color=INK, width=1, dash="dot"))
     fig = _layout(fig, "Size of each block's parts on this image (RMS over all channels)", "block (stage.block)",
                   "RMS", height)
     fig.update_layout(barmode="group", bargap=0.25)
@@ -92,14 +89,14 @@ def knockout_figure(rows: list[dict], intact: float, selected: str | None = None
                               "<br>predictions changed: %{customdata[1]:.1f}%<extra></extra>", showlegend=False)
     fig.add_scatter(x=labels, y=acc, mode="markers", marker=dict(size=14, opacity=0), showlegend=False,
                     hoverinfo="skip", selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)))
-    fig.add_hline(y=100 * intact, line=dict(color="#1f2430", dash="dash", width=1.2),
+    fig.add_hline(y=100 * intact, line=dict(color=INK, dash="dash", width=1.2),
                   annotation_text=f"intact {100 * intact:.2f}%", annotation_position="bottom right")
     fig.add_hline(y=10, line=dict(color=GREY, dash="dot", width=1), annotation_text="chance (10%)",
                   annotation_position="top left")
     fig = _layout(fig, title, "removed block (stage.block; hatched: changes the map size)", "test accuracy (%)", height)
     fig.update_xaxes(type="category")
     fig.update_yaxes(range=[0, 100])
-    fig.update_layout(clickmode="event+select", dragmode=False)
+    fig.update_layout(clickmode="event+select", dragmode=False, uirevision=None)
     return fig
 
 

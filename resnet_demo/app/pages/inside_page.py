@@ -14,8 +14,10 @@ from ... import anatomy, knockout
 from ...images import upscale
 from ...paper import CLASSES
 from ...registry import ModelEntry
-from .. import inputs, inside_data, state
-from ..inside_charts import block_from_selection, block_rms_figure, colorbar, diverging, knockout_figure, sequential
+from .. import inputs, inside_data, pickers, state
+from ..charts.inside import (block_from_selection, block_rms_figure, colorbar, diverging, knockout_figure,
+                             sequential)
+from ..charts.style import CONFIG
 
 VIEWS = {"maps": "Feature maps", "blocks": "F(x) + x, block by block", "knockout": "Block knockout"}
 SIZE = 288  # pixels a map is drawn at (nearest neighbour, so every activation stays a visible square)
@@ -128,7 +130,7 @@ def _blocks(a: anatomy.Anatomy) -> None:
     st.plotly_chart(block_rms_figure(labels, [anatomy.BlockParts.rms(p.residual) for p in a.parts],
                                      [anatomy.BlockParts.rms(p.shortcut) for p in a.parts],
                                      [anatomy.BlockParts.rms(p.total) for p in a.parts], selected=label),
-                    key="inside_rms", config={"displayModeBar": False})
+                    key="inside_rms", config=CONFIG)
     st.caption("He et al. argue that where the identity is nearly right, a residual block only has to learn a "
                "small correction F(x) on top of x (their Fig. 7 measures it over the test set; see the Paper "
                "page). The red bars against the grey ones show how large the correction is on this image, block by block."
@@ -199,7 +201,7 @@ def _knockout(entry: ModelEntry) -> None:
         st.plotly_chart(knockout_figure(rec["blocks"], rec["intact_accuracy"], selected,
                                         f"{entry.label} without one block, on all {rec['images']:,} test images"),
                         key="inside_knockout_chart", on_select=_on_bar_click, selection_mode="points",
-                        config={"displayModeBar": False})
+                        config=CONFIG)
         rows = rec["blocks"]
         resid = [r for r in rows if not r["downsamples"]]
         st.caption(f"Measured on the full CIFAR-10 test set ({_how_measured(rec)}). Without one of the {len(resid)} "
@@ -252,7 +254,7 @@ def render() -> None:
     st.caption("What the layers make of one picture, how small a residual block's correction F(x) is next to its "
                "input x, and what is left when a block is taken out.")
     head = st.columns([1, 1.6], vertical_alignment="bottom")
-    entry = state.model_picker(container=head[0])
+    entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
     view = _view_picker(head[1])

@@ -13,22 +13,26 @@ import torch
 
 from ... import jobs
 from ...config import TrainConfig
+from ...events import current_phase
 from ...events import epochs as epoch_rows
-from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
+from ...model import Arch
+from ...paper import FIG6_CORE, FIG6_NOTE
 from ...recipes import RECIPES
-from ...registry import ModelEntry, finished_runs, with_history
+from ...registry import ModelEntry, at_chance_level, finished_runs, model_label, with_history
 from ...weights import WeightsError
-from .. import charts
+from .. import pickers
+from ..charts import curves
+from ..charts.style import CONFIG
 
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
-CHART_CONFIG = {"displayModeBar": False}
 FORCE_AFTER_S = 15  # offer "force stop" when a stop request has not been honoured this long
 
 
 def render() -> None:
     st.title("Train a ResNet")
     st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live; "
-               "anyone can stop it. Finished runs appear on every page as models.")
+               "anyone can stop it. Finished runs appear on every page as models (unless they learned nothing beyond "
+               "chance).")
     left, right = st.columns([1, 2], gap="large")
     with left:
         _settings_panel()
@@ -44,67 +48,63 @@ def render() -> None:
 def _settings_panel() -> None:
     st.subheader("Settings")
     running = jobs.active() is not None
-    depth_choice = st.selectbox("Depth", [*PRESET_DEPTHS, "other"], index=0, key="train_depth_choice",
-                                format_func=lambda d: f"{d} layers" if d != "other" else "other (6n+2)",
-                                help="The paper's CIFAR-10 depths. Any 6n+2 works: n blocks per stage, 3 stages.")
-    depth = depth_choice
-    if depth_choice == "other":
-        depth = int(st.number_input("Depth (6n+2)", min_value=2, max_value=1202, value=8, step=6,
-                                    key="train_depth_other"))
-    try:
-        n = blocks_per_stage(depth)
-        st.caption(f"{n} block{'s' if n > 1 else ''} per stage × 3 stages × 2 convs + stem + classifier "
-                   f"= {depth} weighted layers")
-        depth_ok = True
-    except ValueError as e:
-        st.error(str(e))
-        depth_ok = False
-    kind = st.radio("Network", ["residual", "plain"], horizontal=True, key="train_kind",
-                    help="Plain: the same layers with the shortcuts removed (the paper's Fig. 6 baseline).")
-    shortcut = st.radio("Shortcut", ["A", "B"], horizontal=True, key="train_shortcut", disabled=kind == "plain",
-                        format_func=lambda s: {"A": "A: identity + zero padding", "B": "B: 1×1 projection"}[s],
-                        help="Where the shape changes: A pads the identity with zeros (the paper's CIFAR choice, "
-                             "no parameters); B uses a 1×1 convolution.")
+    arch = pickers.arch_picker("train", explain=True)
     preset = st.selectbox("Preset", list(RECIPES), index=list(RECIPES).index("classroom"), key="train_preset")
     st.caption(RECIPES[preset].description)
     cuda = torch.cuda.is_available()
     devices = ["cuda", "cpu"] if cuda else ["cpu"]
     device = st.selectbox("Device", devices, key="train_device",
                           format_func=lambda d: f"CUDA GPU ({torch.cuda.get_device_name(0)})" if d == "cuda" else "CPU")
-    on_gpu = device == "cuda"
-    length = RECIPES[preset].epochs_for(depth if isinstance(depth, int) else 20)
-    by_depth = f"_{length}" if RECIPES[preset].epochs_by_depth else ""  # table6: a new depth, its own default
+    settings = _run_settings(arch, preset, device)
+    problem = None
+    if arch is not None:
+        try:
+            settings.validate()
+        except ValueError as e:
+            problem = str(e)
+            st.error(problem)
+    _start_button(settings, disabled=running or arch is None or problem is not None, running=running)
+
+
+def _run_settings(arch: Arch | None, preset: str, device: str) -> TrainConfig:
+    """The length, data and batch fields, and the run they describe (the depth of a refused arch is a stand-in)."""
+    on_gpu, recipe = device == "cuda", RECIPES[preset]
+    length = recipe.epochs_for(arch.depth if arch is not None else 20)
+    by_depth = f"_{length}" if recipe.epochs_by_depth else ""  # table6: a new depth, its own default
     epochs = int(st.number_input("Epochs", min_value=1, max_value=1000, value=length,
                                  key=f"train_epochs_{preset}{by_depth}", help="The schedule stretches to fit."))
-    subset = int(st.number_input("Training images", min_value=16, max_value=FULL_TRAIN,
-                                 value=FULL_TRAIN if on_gpu else 5000, step=1000, key=f"train_subset_{device}",
-                                 help="A stratified subset trains faster; 50,000 is the whole set."))
+    batch_key = f"train_batch_{preset}"
+    subset = _training_images(device, int(st.session_state.get(batch_key, recipe.batch_size)), on_gpu)
     with st.expander("Advanced"):
         test_subset = int(st.number_input("Test images per epoch", min_value=10, max_value=FULL_TEST,
                                           value=FULL_TEST if on_gpu else 2000, step=500,
                                           key=f"train_test_subset_{device}",
                                           help="For the per-epoch test curve only; the final accuracy always "
                                                "uses all 10,000 test images."))
-        batch = int(st.number_input("Batch size", min_value=8, max_value=4096, value=RECIPES[preset].batch_size,
-                                    step=32, key=f"train_batch_{preset}",
-                                    help="The learning rate scales linearly with it."))
+        batch = int(st.number_input("Batch size", min_value=8, max_value=4096, value=recipe.batch_size,
+                                    step=32, key=batch_key, help="The learning rate scales linearly with it."))
         seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="train_seed"))
-    settings = TrainConfig(
-        depth=depth if isinstance(depth, int) else 20, plain=kind == "plain",
-        shortcut="A" if kind == "plain" else shortcut, preset=preset, epochs=epochs,
+    st.caption(f"{max(1, subset // batch) * epochs:,} training steps ({max(1, subset // batch):,} per epoch).")
+    arch = arch or Arch()
+    return TrainConfig(
+        depth=arch.depth, plain=arch.plain, shortcut=arch.shortcut, preset=preset, epochs=epochs,
         subset=None if subset >= FULL_TRAIN else subset, test_subset=None if test_subset >= FULL_TEST else test_subset,
-        batch_size=None if batch == RECIPES[preset].batch_size else batch, device=device, seed=seed)
-    problem = None
-    if depth_ok:
-        try:
-            settings.validate()
-        except ValueError as e:
-            problem = str(e)
-            st.error(problem)
-    steps = max(1, subset // batch) * epochs
-    st.caption(f"{steps:,} training steps ({max(1, subset // batch):,} per epoch).")
+        batch_size=None if batch == recipe.batch_size else batch, device=device, seed=seed)
+
+
+def _training_images(device: str, batch: int, on_gpu: bool) -> int:
+    """The Training images field, never below one batch (a run trains on whole batches). Its lower bound follows
+    the batch size; the number typed is kept, raised to one batch if the batch outgrew it."""
+    key = f"train_subset_{device}"
+    typed = st.session_state.get(key, FULL_TRAIN if on_gpu else 5000)
+    return int(st.number_input("Training images", min_value=batch, max_value=FULL_TRAIN, value=max(batch, typed),
+                               step=1000, key=key, help=f"A stratified subset trains faster; 50,000 is the whole "
+                                                        f"set. At least one batch ({batch:,} images)."))
+
+
+def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
     clicked = st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                        disabled=running or not depth_ok or problem is not None, width="stretch",
+                        disabled=disabled, width="stretch",
                         help="A job is running; stop it first." if running else None)
     if running:
         st.caption("A training job is running (see the right); stop it there to start another.")
@@ -161,58 +161,80 @@ STATE_BADGE = {"starting": ("blue", "starting"), "running": ("green", "running")
 def _job_header(run: jobs.RunStatus) -> None:
     color, word = STATE_BADGE.get(run.state, ("gray", run.state))
     st.subheader(f"{run.label} :{color}-badge[{word}]")
-    start, step, end_epoch = run.last("start"), run.last("step"), run.last("epoch")
+    start, end_epoch = run.last("start"), run.last("epoch")
     precision = (start or {}).get("config", {}).get("precision_used")
     st.caption(f"Run `{run.run_id}`" + (f" · {start['device']} · {start['train_images']:,} training images · "
                                         f"batch {start['batch_size']}" if start else "")
                + (f" · {precision}" if precision else ""))
     if run.active:
-        if run.state == "starting" or step is None:
-            text = "loading the data and building the model…"
-        else:
-            eta = step.get("eta_s")
-            text = (f"step {step['step']:,}/{step.get('total_steps', start['total_steps']):,} · epoch "
-                    f"{step['epoch']:.1f}/{start['epochs']} · {step['images_per_s']:.0f} images/s · "
-                    f"ETA {_duration(eta) if eta is not None else '…'}")
-        st.progress(run.progress, text=text)
-        cols = st.columns(2)
-        if run.state == "stopping":
-            cols[0].info("Stopping after this step (a checkpoint is saved)…")
-            stopped_at = _stop_time(run)
-            if stopped_at is not None and time.time() - stopped_at > FORCE_AFTER_S:
-                cols[1].button("Force stop", key="train_force", icon=":material/cancel:",
-                               on_click=lambda: jobs.stop(force=True),
-                               help="Interrupts the trainer; the last saved checkpoint is kept.")
-        else:
-            cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=jobs.stop,
-                           help="Stops after the current step and saves a checkpoint you can resume from.")
+        st.progress(run.progress, text=_progress_text(run, start))
+        _stop_buttons(run)
     else:
-        if run.state == "completed":
-            acc = (run.last("end") or {}).get("test_accuracy")
-            st.success(f"Finished: test accuracy {100 * acc:.2f}% on all test images. The model is now listed on "
-                       "every page." if acc is not None else run.message)
-        elif run.state == "stopped":
-            end, total = run.last("end") or {}, (start or {}).get("total_steps")
-            where = f"step {end['step']:,} of {total:,} ({100 * run.progress:.0f}%)" if "step" in end and total else ""
-            st.info(f"Stopped{' at ' + where if where else ''}. "
-                    + ("The checkpoint is kept: resume below whenever you like." if run.resumable else run.message))
-        else:
-            st.error(f"Training failed: {run.message}")
-        if run.resumable:
-            if st.button("Resume from the checkpoint", key="train_resume", icon=":material/resume:",
-                         disabled=jobs.active() is not None):
-                try:
-                    jobs.resume(run.run_id)
-                except (jobs.JobError, OSError, ValueError) as e:
-                    st.error(str(e))
-                else:
-                    st.rerun()
+        _outcome(run, start)
     if end_epoch is not None:
         c = st.columns(4)
         c[0].metric("Epoch", f"{end_epoch['epoch']}")
         c[1].metric("Train accuracy", f"{100 * end_epoch['train_acc']:.1f}%")
         c[2].metric("Test accuracy", f"{100 * end_epoch['test_acc']:.1f}%")
         c[3].metric("Elapsed", _duration(end_epoch["elapsed_s"]))
+
+
+def _progress_text(run: jobs.RunStatus, start: dict | None) -> str:
+    step = run.last("step")
+    if run.state == "starting" or step is None or start is None:
+        return "loading the data and building the model…"
+    phase = current_phase(run.events)
+    if phase is not None and phase.get("phase") == "final_evaluation":  # the last step is done; no ETA of 0 s
+        return (f"all {phase['step']:,} steps done · final evaluation on {phase['test_images']:,} test images… "
+                "(the model appears on every page when it ends)")
+    eta = step.get("eta_s")
+    return (f"step {step['step']:,}/{step.get('total_steps', start['total_steps']):,} · epoch "
+            f"{step['epoch']:.1f}/{start['epochs']} · {step['images_per_s']:.0f} images/s · "
+            f"ETA {_duration(eta) if eta is not None else '…'}")
+
+
+def _stop_buttons(run: jobs.RunStatus) -> None:
+    cols = st.columns(2)
+    if run.state == "stopping":
+        cols[0].info("Stopping after this step (a checkpoint is saved)…")
+        stopped_at = _stop_time(run)
+        if stopped_at is not None and time.time() - stopped_at > FORCE_AFTER_S:
+            cols[1].button("Force stop", key="train_force", icon=":material/cancel:",
+                           on_click=lambda: jobs.stop(force=True),
+                           help="Interrupts the trainer; the last saved checkpoint is kept.")
+    else:
+        cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=jobs.stop,
+                       help="Stops after the current step and saves a checkpoint you can resume from.")
+
+
+def _outcome(run: jobs.RunStatus, start: dict | None) -> None:
+    """How a run that is no longer running ended, and Resume where it can go on."""
+    if run.state == "completed":
+        acc = (run.last("end") or {}).get("test_accuracy")
+        if acc is None:
+            st.success(run.message)
+        elif at_chance_level(acc):
+            st.warning(f"Finished: test accuracy {100 * acc:.2f}% on all test images, no better than guessing "
+                       "one of the ten classes, so it is not offered as a model on the other pages. Train for more "
+                       "steps (more epochs or more images) to get a model worth a look.")
+        else:
+            st.success(f"Finished: test accuracy {100 * acc:.2f}% on all test images. The model is now listed on "
+                       "every page.")
+    elif run.state == "stopped":
+        end, total = run.last("end") or {}, (start or {}).get("total_steps")
+        where = f"step {end['step']:,} of {total:,} ({100 * run.progress:.0f}%)" if "step" in end and total else ""
+        st.info(f"Stopped{' at ' + where if where else ''}. "
+                + ("The checkpoint is kept: resume below whenever you like." if run.resumable else run.message))
+    else:
+        st.error(f"Training failed: {run.message}")
+    if run.resumable and st.button("Resume from the checkpoint", key="train_resume", icon=":material/resume:",
+                                   disabled=jobs.active() is not None):
+        try:
+            jobs.resume(run.run_id)
+        except (jobs.JobError, OSError, ValueError) as e:
+            st.error(str(e))
+        else:
+            st.rerun()
 
 
 def _stop_time(run: jobs.RunStatus) -> float | None:
@@ -226,14 +248,12 @@ def _job_charts(run: jobs.RunStatus) -> None:
     if run.last("step") is None:
         return
     a, b = st.columns(2)
-    a.plotly_chart(charts.loss_figure(run.events), key="train_chart_loss", config=CHART_CONFIG)
+    a.plotly_chart(curves.loss_figure(run.events), key="train_chart_loss", config=CONFIG)
     if epoch_rows(run.events):
-        b.plotly_chart(charts.accuracy_figure(run.events), key="train_chart_acc", config=CHART_CONFIG)
+        b.plotly_chart(curves.accuracy_figure(run.events), key="train_chart_acc", config=CONFIG)
     else:
         b.caption("Train and test accuracy appear after the first epoch.")
-    lr = charts.lr_figure(run.events)
-    lr.update_layout(height=220)
-    st.plotly_chart(lr, key="train_chart_lr", config=CHART_CONFIG)
+    st.plotly_chart(curves.lr_figure(run.events), key="train_chart_lr", config=CONFIG)
 
 
 def _duration(seconds: float | None) -> str:
@@ -272,7 +292,7 @@ def _compare_section() -> None:
     fig6 = [n for n in FIG6_CORE if n in by_name]
     default = fig6 or [e.name for e in entries[:4]]
     chosen = st.multiselect("Runs", list(by_name), default=default, key="train_compare",
-                            format_func=lambda n: _entry_label(by_name[n]))
+                            format_func=lambda n: model_label(by_name[n], recipe=True))
     if not chosen:
         return
     short = {n: by_name[n].label.split(" · ")[0] for n in chosen}
@@ -280,21 +300,9 @@ def _compare_section() -> None:
     histories = [(f"{short[n]} ({n.removeprefix('run:')})" if short[n] in clash else short[n],
                   by_name[n].load_history()) for n in chosen]
     empty = [label for label, h in histories if not epoch_rows(h)]
-    st.plotly_chart(charts.error_figure([h for h in histories if epoch_rows(h[1])]), key="train_chart_compare",
-                    config=CHART_CONFIG)
+    st.plotly_chart(curves.error_figure([h for h in histories if epoch_rows(h[1])]), key="train_chart_compare",
+                    config=CONFIG)
     if empty:
         st.caption("No per-epoch records in: " + ", ".join(empty))
     st.caption("Train error is the running value over each epoch on augmented batches; test error is measured "
                "after each epoch. Runs of different lengths share the epoch axis.")
-
-
-def _entry_label(e: ModelEntry) -> str:
-    rec = e.record
-    epochs = rec.get("epochs")
-    bits = [e.label if e.source == "run" else f"{e.label} ({e.name})", rec.get("preset") and f"{rec['preset']} preset",
-            epochs and f"{epochs} epoch{'s' if epochs != 1 else ''}"]
-    if e.test_accuracy is not None:
-        bits.append(f"{100 * e.test_accuracy:.1f}%")
-    elif e.source == "retired":
-        bits.append("history only")
-    return " · ".join(str(b) for b in bits if b)

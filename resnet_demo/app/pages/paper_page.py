@@ -10,10 +10,11 @@ import streamlit as st
 
 from ...events import epochs as epoch_rows
 from ...model import Arch, describe
-from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M, blocks_per_stage
-from ...registry import ModelEntry, shipped_models, with_history
+from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
+from ...registry import ModelEntry, how_trained, shipped_models, with_history
 from ...weights import WeightsError
-from .. import charts, fig7, state
+from .. import fig7, pickers, state
+from ..charts import curves
 
 NOT_TRAINED = "not trained yet"
 FIG6_MODELS = tuple(f"{kind}{d}" for kind in ("plain", "resnet") for d in PRESET_DEPTHS)
@@ -92,13 +93,6 @@ def _measured(shipped: list[ModelEntry], depth: int) -> ModelEntry | None:
     return max(found, key=lambda e: e.test_accuracy) if found else None
 
 
-def _how(e: ModelEntry) -> str:
-    rec = e.record
-    bits = [f"{rec['preset']} preset" if rec.get("preset") else "", f"{rec['epochs']} epoch{'s' if rec['epochs'] != 1 else ''}" if rec.get("epochs") else "",
-            "subset" if rec.get("subset") else ""]
-    return ", ".join(b for b in bits if b)
-
-
 def _error_pct(e: ModelEntry) -> float:
     return 100 * (1 - e.test_accuracy)
 
@@ -123,7 +117,7 @@ def _table6(shipped: list[ModelEntry]) -> None:
             "Public reproduction error %": PUBLIC_REPRO_ERROR.get(depth),
             "This project error %": f"{_error_pct(e):.2f}" if e else NOT_TRAINED,
             "vs paper": _versus(_error_pct(e), TABLE6_ERROR[depth]) if e else "",
-            "How we trained it": _how(e) if e else "",
+            "How we trained it": how_trained(e) if e else "",
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "Paper error %": st.column_config.NumberColumn(format="%.2f"),
@@ -138,14 +132,14 @@ def _table6(shipped: list[ModelEntry]) -> None:
     if others:
         st.markdown("Other shipped models (not in Table 6):")
         st.dataframe(pd.DataFrame([{"Network": e.label, "Model": e.name, "This project error %": f"{_error_pct(e):.2f}",
-                                    "How we trained it": _how(e)} for e in others]), hide_index=True, width="stretch")
+                                    "How we trained it": how_trained(e)} for e in others]), hide_index=True, width="stretch")
 
 
-def _fig6(curves: list[ModelEntry]) -> None:
+def _fig6(entries: list[ModelEntry]) -> None:
     """Every curve of one recipe: retired models' histories count, so a better ResNet elsewhere leaves it intact."""
     st.header("Fig. 6: plain vs residual")
     st.caption(FIG6_NOTE)
-    with_history = {e.name: e for e in curves}
+    with_history = {e.name: e for e in entries}
     wanted = [n for n in FIG6_MODELS if n in with_history]
     missing = [n for n in FIG6_CORE if n not in with_history]
     extra = [n for n, e in with_history.items() if n not in FIG6_MODELS]
@@ -163,11 +157,14 @@ def _fig6(curves: list[ModelEntry]) -> None:
         resid = [(l, h) for l, h in histories if not l.startswith("Plain")]
         if plain and resid:
             a, b = st.columns(2)
-            a.plotly_chart(charts.error_figure(plain, "Plain networks", height=380), key="paper_fig6_plain")
-            b.plotly_chart(charts.error_figure(resid, "ResNets", height=380), key="paper_fig6_resnet")
+            y_range = curves.error_range(plain, resid)  # one scale, so the panels compare as the paper's do
+            a.plotly_chart(curves.error_figure(plain, "Plain networks", height=380, y_range=y_range),
+                           key="paper_fig6_plain")
+            b.plotly_chart(curves.error_figure(resid, "ResNets", height=380, y_range=y_range),
+                           key="paper_fig6_resnet")
         else:
-            st.plotly_chart(charts.error_figure(histories, height=400), key="paper_fig6")
-        recipes = sorted({_how(with_history[n]) for n in names} - {""})
+            st.plotly_chart(curves.error_figure(histories, height=400), key="paper_fig6")
+        recipes = sorted({how_trained(with_history[n]) for n in names} - {""})
         same = (f" Every curve has one recipe ({recipes[0]}), as in the paper's figure; Table 6 may show a "
                 "longer-trained model of a depth." if len(recipes) == 1 else
                 f" The curves' recipes differ ({'; '.join(recipes)})." if recipes else "")
@@ -184,24 +181,13 @@ def _describe(depth: int, plain: bool, shortcut: str) -> dict:
 
 def _architecture() -> None:
     st.header("Architecture")
-    c1, c2, c3 = st.columns(3)
-    choice = c1.selectbox("Depth", [*PRESET_DEPTHS, "other"], key="paper_depth",
-                          format_func=lambda d: f"{d} layers" if d != "other" else "other (6n+2)")
-    if choice == "other":
-        choice = int(c1.number_input("Depth (6n+2)", min_value=2, max_value=1202, value=8, step=6,
-                                     key="paper_depth_other"))
-    kind = c2.radio("Network", ["residual", "plain"], horizontal=True, key="paper_kind")
-    shortcut = c3.radio("Shortcut", ["A", "B"], horizontal=True, key="paper_shortcut", disabled=kind == "plain",
-                        format_func=lambda s: {"A": "A: zero padding", "B": "B: 1×1 projection"}[s])
-    try:
-        n = blocks_per_stage(choice)
-    except ValueError as e:
-        st.error(str(e))
+    arch = pickers.arch_picker("paper", columns=tuple(st.columns(3)))
+    if arch is None:
         return
-    info = _describe(choice, kind == "plain", "A" if kind == "plain" else shortcut)
+    info = _describe(arch.depth, arch.plain, arch.shortcut)
     m = st.columns(4)
-    m[0].metric("Parameters", f"{info['params'] / 1e6:.3f}M",
-                help=f"Table 6: {TABLE6_PARAMS_M[choice]}M" if choice in TABLE6_PARAMS_M and kind != "plain" else None)
+    paper = TABLE6_PARAMS_M.get(arch.depth) if not arch.plain else None
+    m[0].metric("Parameters", f"{info['params'] / 1e6:.3f}M", help=f"Table 6: {paper}M" if paper else None)
     m[1].metric("MACs per image", f"{info['macs'] / 1e6:.1f}M")
     m[2].metric("Weighted layers", f"{info['weighted_layers']}")
     m[3].metric("Shortcuts", f"{info['shortcuts']}")
@@ -209,13 +195,14 @@ def _architecture() -> None:
     for s in info["stages"]:
         stages.append({"Stage": f"{s['stage']}", "Output map": f"{s['output_size']}×{s['output_size']}",
                        "Filters": s["filters"], "Blocks": str(s["blocks"]),
-                       "Layers": f"{s['blocks']} × [conv3×3, conv3×3]" + ("" if kind == "plain" else " + shortcut")})
+                       "Layers": f"{s['blocks']} × [conv3×3, conv3×3]" + ("" if arch.plain else " + shortcut")})
     stages.append({"Stage": "head", "Output map": "1×1", "Filters": 10, "Blocks": "–",
                    "Layers": "global average pool, 10-way fc, softmax"})
     st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
-    where = ("none: a plain net" if kind == "plain" else
-             "identity, zero-padded where the shape changes (option A)" if shortcut == "A" else
+    where = ("none: a plain net" if arch.plain else
+             "identity, zero-padded where the shape changes (option A)" if arch.shortcut == "A" else
              f"identity, with {info['projection_convs']} 1×1 projections where the shape changes (option B)")
+    n = info["blocks_per_stage"]
     st.caption(f"{info['label']}: n = {n} blocks per stage; depth = 6n + 2 = {info['weighted_layers']} "
                f"(1 stem conv + 3 × {n} × 2 convs + 1 fc). Shortcuts: {where}. MACs count the convolutions "
                "and the classifier for one 32×32 image.")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..events import epochs as epoch_rows
-from ..events import iter_type
+from ...events import epochs as epoch_rows
+from ...events import iter_type
+from .style import PALETTE, style
 
 MAX_POINTS = 1500  # per line: more points only slow the browser
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
-           "#bcbd22")
+History = tuple[str, list[dict]]  # (label, events)
 
 
 def _thin(rows: list[dict]) -> list[dict]:
@@ -20,16 +20,6 @@ def _thin(rows: list[dict]) -> list[dict]:
         return rows
     stride = -(-len(rows) // MAX_POINTS)
     return rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
-
-
-def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, height: int = 300) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=15)), height=height,
-                      margin=dict(l=55, r=15, t=45, b=45), template="plotly_white",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-                      hovermode="x unified", uirevision="keep")  # keep zoom while the chart refreshes
-    fig.update_xaxes(title_text=xaxis)
-    fig.update_yaxes(title_text=yaxis)
-    return fig
 
 
 def _mode(x: list) -> str:
@@ -45,18 +35,25 @@ def _steps(events: list[dict]) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def _live(fig: go.Figure, title: str, yaxis: str, height: int = 300) -> go.Figure:
+    """A live training chart: one x axis in epochs, every trace read at once on hover."""
+    fig = style(fig, height, title, "epoch", yaxis)
+    fig.update_layout(hovermode="x unified")
+    return fig
+
+
 def loss_figure(events: list[dict]) -> go.Figure:
     rows = _thin(_steps(events))
     fig = go.Figure(go.Scatter(x=[r["epoch"] for r in rows], y=[r["loss"] for r in rows], mode="lines",
                                name="training loss", line=dict(color=PALETTE[0], width=1.5)))
-    return _layout(fig, "Training loss (per step)", "epoch", "cross-entropy loss")
+    return _live(fig, "Training loss (per step)", "cross-entropy loss")
 
 
-def lr_figure(events: list[dict]) -> go.Figure:
+def lr_figure(events: list[dict], height: int = 220) -> go.Figure:
     rows = _thin(_steps(events))
     fig = go.Figure(go.Scatter(x=[r["epoch"] for r in rows], y=[r["lr"] for r in rows], mode="lines",
                                name="learning rate", line=dict(color=PALETTE[3], width=1.5, shape="hv")))
-    return _layout(fig, "Learning rate", "epoch", "lr")
+    return _live(fig, "Learning rate", "lr", height)
 
 
 def accuracy_figure(events: list[dict]) -> go.Figure:
@@ -68,29 +65,42 @@ def accuracy_figure(events: list[dict]) -> go.Figure:
         go.Scatter(x=x, y=[100 * r["test_acc"] for r in rows], mode="lines+markers", name="test",
                    line=dict(color=PALETTE[1])),
     ])
-    fig = _layout(fig, "Accuracy (per epoch)", "epoch", "accuracy (%)")
+    fig = _live(fig, "Accuracy (per epoch)", "accuracy (%)")
     if len(x) == 1:
         fig.update_xaxes(range=[0.5, 1.5], dtick=1)
     return fig
 
 
-def error_figure(histories: list[tuple[str, list[dict]]], title: str = "Training (dashed) and test (solid) error",
-                 height: int = 420, train: bool = True, test: bool = True) -> go.Figure:
+def _errors(events: list[dict], key: str) -> list[float]:
+    return [100 * (1 - r[key]) for r in epoch_rows(events)]
+
+
+def error_range(*groups: list[History]) -> list[float]:
+    """One y range (0 to the highest error, a little headroom) for every panel that draws these histories, so
+    panels side by side compare at a glance, as the paper's Fig. 6 panels do."""
+    top = max((y for histories in groups for _, events in histories
+               for key in ("train_acc", "test_acc") for y in _errors(events, key)), default=100.0)
+    return [0.0, min(100.0, top * 1.05) or 100.0]
+
+
+def error_figure(histories: list[History], title: str = "Training (dashed) and test (solid) error",
+                 height: int = 420, train: bool = True, test: bool = True,
+                 y_range: list[float] | None = None) -> go.Figure:
     """The paper's Fig. 6 style: one colour per run, training error dashed, test error solid, vs epoch."""
     traces = []
     for i, (label, events) in enumerate(histories):
-        rows = epoch_rows(events)
-        x = [r["epoch"] for r in rows]
+        x = [r["epoch"] for r in epoch_rows(events)]
         color = PALETTE[i % len(PALETTE)]
         if train:
-            traces.append(go.Scatter(x=x, y=[100 * (1 - r["train_acc"]) for r in rows], mode=_mode(x),
-                                     name=f"{label} train", legendgroup=label,
-                                     line=dict(color=color, dash="dash", width=1.6)))
+            traces.append(go.Scatter(x=x, y=_errors(events, "train_acc"), mode=_mode(x), name=f"{label} train",
+                                     legendgroup=label, line=dict(color=color, dash="dash", width=1.6)))
         if test:
-            traces.append(go.Scatter(x=x, y=[100 * (1 - r["test_acc"]) for r in rows], mode=_mode(x),
-                                     name=f"{label} test", legendgroup=label, line=dict(color=color, width=2.2)))
-    fig = _layout(go.Figure(traces), title, "epoch", "error (%)", height=height)
-    fig.update_layout(hovermode="closest", legend=dict(orientation="v", y=1.0, yanchor="top", x=1.02,
-                                                       xanchor="left"))
-    fig.update_yaxes(rangemode="tozero")
+            traces.append(go.Scatter(x=x, y=_errors(events, "test_acc"), mode=_mode(x), name=f"{label} test",
+                                     legendgroup=label, line=dict(color=color, width=2.2)))
+    fig = style(go.Figure(traces), height, title, "epoch", "error (%)", legend="right")
+    fig.update_layout(hovermode="closest")
+    if y_range:
+        fig.update_yaxes(range=y_range)
+    else:
+        fig.update_yaxes(rangemode="tozero")
     return fig

@@ -12,11 +12,13 @@ import numpy as np
 import streamlit as st
 
 from ...data import find_cifar10
+from ...evaluate import confusion_matrix, evaluate, load_predictions, per_class_accuracy
 from ...paper import CLASSES, TABLE6_ERROR
-from ...registry import ModelEntry
+from ...registry import ModelEntry, model_label
 from ...weights import WeightsError
-from .. import state
-from ..testset_charts import cell_from_selection, confusion_figure, per_class_bars
+from .. import pickers, state
+from ..charts.style import CONFIG
+from ..charts.testset import cell_from_selection, confusion_figure, per_class_bars
 
 PAGE_SIZE = 48
 CELL_MAX = 20
@@ -29,8 +31,8 @@ Lookup = Callable[[int], "np.ndarray | None"]
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _predictions(path: str, mtime: float) -> dict[str, np.ndarray] | None:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in ("labels", "pred", "probs")}
+    preds = load_predictions(path)
+    return None if preds is None else {k: preds[k] for k in ("labels", "pred", "probs")}
 
 
 def predictions(entry: ModelEntry) -> dict[str, np.ndarray] | None:
@@ -67,24 +69,22 @@ def image_lookup(preds: dict[str, np.ndarray]) -> tuple[Lookup | None, str]:
 
 
 def per_class(entry: ModelEntry) -> list[float | None] | None:
+    """Per-class test accuracy in class order: the model's record, else its per-image predictions, summarised as
+    evaluate summarises a test pass."""
     rec = entry.record.get("per_class")
-    if isinstance(rec, dict):
-        return [rec.get(c) for c in CLASSES]
-    preds = predictions(entry)
-    if preds is None:
-        return None
-    return [float((preds["pred"][preds["labels"] == k] == k).mean()) if (preds["labels"] == k).any() else None
-            for k in range(len(CLASSES))]
+    if not isinstance(rec, dict):
+        preds = predictions(entry)
+        if preds is None:
+            return None
+        rec = per_class_accuracy(confusion_matrix(preds["pred"], preds["labels"]))
+    return [rec.get(c) for c in CLASSES]
 
 
 def confusion(entry: ModelEntry, preds: dict | None) -> np.ndarray | None:
     rec = entry.record.get("confusion")
     if rec is not None:
         return np.asarray(rec, dtype=np.int64)
-    if preds is None:
-        return None
-    k = len(CLASSES)
-    return np.bincount(preds["labels"].astype(np.int64) * k + preds["pred"], minlength=k * k).reshape(k, k)
+    return None if preds is None else confusion_matrix(preds["pred"], preds["labels"])
 
 
 def render() -> None:
@@ -96,13 +96,13 @@ def render() -> None:
         state.no_models_message()
         return
     left, right = st.columns([1, 2])
-    entry = state.model_picker(entries=entries, container=left)
+    entry = pickers.model_picker(entries=entries, container=left)
     if entry is None:
         return
     by_name = {e.name: e for e in entries}
     others = [e.name for e in entries if e.name != entry.name]
     compare = right.multiselect("Compare per-class accuracy with", others, key="ts_compare",
-                                format_func=lambda n: state._entry_label(by_name[n]),
+                                format_func=lambda n: model_label(by_name[n]),
                                 placeholder="other models (optional)")
     preds = predictions(entry)
     _summary(entry, preds)
@@ -155,7 +155,7 @@ def _per_class_section(entry: ModelEntry, compare: list[ModelEntry]) -> None:
         if accs is None:
             missing.append(e.label)
         else:
-            series[e.label if e.source == "shipped" else e.name] = accs
+            series[model_label(e)] = accs
     fresh = st.session_state.get("ts_fresh", {}).get(_fresh_key(entry))
     if fresh is not None:
         series[f"{entry.label} (re-evaluated now)"] = [fresh["per_class"].get(c) for c in CLASSES]
@@ -190,7 +190,7 @@ def _confusion_section(conf: np.ndarray, preds: dict, lookup: Lookup | None) -> 
     t, p = CLASSES.index(true_c), CLASSES.index(pred_c)
     with chart:
         st.plotly_chart(confusion_figure(conf, (t, p)), key="ts_confusion", on_select=_on_cell_click,
-                        selection_mode="points", config={"displayModeBar": False})
+                        selection_mode="points", config=CONFIG)
     with side:
         idx = np.flatnonzero((preds["labels"] == t) & (preds["pred"] == p))
         idx = idx[np.argsort(-preds["probs"][idx, p].astype(np.float32), kind="stable")]
@@ -293,8 +293,6 @@ def _reevaluate_section(entry: ModelEntry) -> None:
         except WeightsError as e:
             state.problem(state.MODEL_UNREADABLE, e)
             return
-        from ...evaluate import evaluate
-
         with st.spinner(f"Running {entry.label} on {len(split):,} test images..."):
             result = evaluate(model, split, "cpu")
         fresh_all[_fresh_key(entry)] = {k: result[k] for k in ("accuracy", "loss", "n", "per_class")}

@@ -2,36 +2,21 @@
 optionally from several models side by side."""
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from ...images import upscale
 from ...inference import probabilities, top_k
-from ...registry import ModelEntry
-from .. import downloads, inputs, state
+from ...registry import ModelEntry, model_label
+from .. import downloads, inputs, pickers, state
+from ..charts.predictions import top5_figure
+from ..charts.style import CONFIG
 from ..plain import plain
 
 SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible
-GREY, GREEN = "#b8bfcc", "#2ca02c"
-RED = "#d62728"  # the theme's primary colour
-
-
-def top5_figure(probs: torch.Tensor, true_label: int | None, height: int = 210) -> go.Figure:
-    """Horizontal bars, most likely on top; the top guess red (green when it is right), the true class green."""
-    rows = top_k(probs, 5)[::-1]
-    colors = [GREEN if r["index"] == true_label else GREY for r in rows]
-    if rows[-1]["index"] != true_label:
-        colors[-1] = RED
-    fig = go.Figure(go.Bar(
-        x=[100 * r["prob"] for r in rows], y=[r["label"] for r in rows], orientation="h", marker_color=colors,
-        text=[f"{100 * r['prob']:.1f}%" for r in rows], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(l=0, r=48, t=4, b=4), showlegend=False,
-                      xaxis=dict(range=[0, 100], visible=False, fixedrange=True),
-                      yaxis=dict(fixedrange=True, tickfont=dict(size=14)),
-                      plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)")
-    return fig
+PER_ROW = 2  # top-5 charts side by side below the image when they do not fit beside it
+ONE_OF_TEN = ("The network must answer with one of its ten classes, whatever the picture shows: a rocket or a "
+              "tissue still gets one of them, often with high confidence.")
 
 
 def _verdict(probs: torch.Tensor, true_label: int | None) -> str:
@@ -54,6 +39,12 @@ def _explain_page_stub() -> None:
     """Only its url_path matters: st.switch_page resolves a callable page by url_path ("explain")."""
 
 
+def _chart_columns(n: int) -> list:
+    """Columns for n top-5 charts in rows of their own, at most PER_ROW a row: a narrower chart clips its class
+    names ("automobile") or its percentages."""
+    return [c for _ in range(-(-n // PER_ROW)) for c in st.columns(PER_ROW, gap="medium")][:n]
+
+
 def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.Tensor]]) -> None:
     with st.container(border=True):
         title = plain(chosen.name) + (f" · true class: **{chosen.label_name}**" if chosen.label is not None else "")
@@ -70,14 +61,16 @@ def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.T
         cols[len(image_widths) - 1].image(
             upscale(chosen.small, SEEN_PX), width="stretch",
             caption="The 32x32 test image" if is_test else "What the network sees: 32x32")
-        chart_cols = cols[len(image_widths):] if one_row else st.columns(len(results))
+        chart_cols = cols[len(image_widths):] if one_row else _chart_columns(len(results))
         for col, (entry, probs) in zip(chart_cols, results):
             with col:
                 if not single:
                     st.markdown(f"**{entry.label}**")
                 st.markdown(_verdict(probs, chosen.label))
-                st.plotly_chart(top5_figure(probs, chosen.label), config={"displayModeBar": False},
+                st.plotly_chart(top5_figure(probs, chosen.label), config=CONFIG,
                                 key=f"top5_{i}_{chosen.key}_{entry.name}", width="stretch")
+        if not is_test:  # a test image is one of the ten by construction; a photo may be anything
+            st.caption(ONE_OF_TEN)
         _explain_button(chosen, results[0][0], i)
 
 
@@ -86,7 +79,7 @@ def render() -> None:
     st.caption("What does a CIFAR-10 ResNet think your picture shows? It only ever sees 32x32 pixels "
                "and knows ten classes.")
     head = st.columns([1, 1.4])
-    entry = state.model_picker(container=head[0])
+    entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
     downloads.export_buttons(entry, head[0])
@@ -97,7 +90,7 @@ def render() -> None:
         if "predict_compare" in st.session_state:  # drop models that vanished or became the main choice
             st.session_state["predict_compare"] = [n for n in st.session_state["predict_compare"] if n in by_name]
         compare = head[1].multiselect("Compare with", list(by_name), key="predict_compare",
-                                      format_func=lambda n: by_name[n].label, max_selections=3,
+                                      format_func=lambda n: model_label(by_name[n]), max_selections=3,
                                       placeholder="other models, side by side")
     entries = [entry] + [e for e in others if e.name in compare]
 

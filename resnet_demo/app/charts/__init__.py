@@ -1,0 +1,2 @@
+"""Every figure the app draws, by topic: `curves` (training histories, Fig. 6), `testset` (per-class accuracy,
+the confusion matrix), `predictions` (a prediction's top five). `style` is the one look they share."""
