@@ -22,7 +22,6 @@ MAX_SESSION_BYTES = 24 * 2**20  # upload bytes one browser tab may hold on the s
 _SHOWN = "uploads.shown"  # session_state: ids of the files the last run's widget showed
 
 
-
 def _store():
     """(Streamlit's uploaded-file manager, this session's id), or (None, None) outside a script run."""
     ctx = get_script_run_ctx()
