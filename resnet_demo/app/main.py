@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from . import teacher
 from .state import guarded
 
 PAGES = (
@@ -31,4 +32,5 @@ def run() -> None:
     nav = st.navigation(pages)
     with st.sidebar:
         st.caption("He et al. 2015, *Deep Residual Learning for Image Recognition*, on CIFAR-10.")
+        guarded(teacher.sidebar)
     nav.run()

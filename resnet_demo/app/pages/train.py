@@ -18,7 +18,7 @@ from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
 from ...registry import ModelEntry, finished_runs, with_history
 from ...weights import WeightsError
-from .. import charts
+from .. import charts, live, teacher
 
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
 CHART_CONFIG = {"displayModeBar": False}
@@ -27,8 +27,9 @@ FORCE_AFTER_S = 15  # offer "force stop" when a stop request has not been honour
 
 def render() -> None:
     st.title("Train a ResNet")
-    st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live; "
-               "anyone can stop it. Finished runs appear on every page as models.")
+    st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live. "
+               "Finished runs appear on every page as models.")
+    teacher.notice()
     left, right = st.columns([1, 2], gap="large")
     with left:
         _settings_panel()
@@ -43,7 +44,7 @@ def render() -> None:
 
 def _settings_panel() -> None:
     st.subheader("Settings")
-    running = jobs.active() is not None
+    running = live.poller().active() is not None
     depth_choice = st.selectbox("Depth", [*PRESET_DEPTHS, "other"], index=0, key="train_depth_choice",
                                 format_func=lambda d: f"{d} layers" if d != "other" else "other (6n+2)",
                                 help="The paper's CIFAR-10 depths. Any 6n+2 works: n blocks per stage, 3 stages.")
@@ -103,17 +104,17 @@ def _settings_panel() -> None:
             st.error(problem)
     steps = max(1, subset // batch) * epochs
     st.caption(f"{steps:,} training steps ({max(1, subset // batch):,} per epoch).")
+    if depth_ok and problem is None:
+        problem = teacher.fit(settings)
     clicked = st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                        disabled=running or not depth_ok or problem is not None, width="stretch",
-                        help="A job is running; stop it first." if running else None)
+                        disabled=running or not depth_ok or problem is not None or not teacher.can_control(),
+                        width="stretch",
+                        help=teacher.locked_help("A job is running; stop it first." if running else None))
     if running:
         st.caption("A training job is running (see the right); stop it there to start another.")
     if clicked:
-        try:
-            run_id = jobs.start(settings)
-        except (jobs.JobError, ValueError, OSError) as e:
-            st.error(str(e))
-        else:
+        run_id = teacher.start(settings)
+        if run_id is not None:
             st.session_state["train_run"] = run_id
             st.rerun()
 
@@ -122,21 +123,21 @@ def _settings_panel() -> None:
 
 
 def _live_panel() -> None:
-    active = jobs.active()
+    active = live.poller().active()
     st.session_state["train_seen_active"] = active["run_id"] if active else None
     st.fragment(run_every=1.0 if active else 5.0)(_job_view)()
 
 
 def _shown_run() -> jobs.RunStatus | None:
     """The running job; else the run this session last watched; else the newest run."""
-    now = jobs.current()
+    now = live.poller().current()
     if now is not None:
         st.session_state["train_run"] = now.run_id
         return now
     wanted = st.session_state.get("train_run")
     if wanted and (jobs.runs_path() / wanted).is_dir():
-        return jobs.status(wanted)
-    runs = jobs.list_runs()
+        return live.poller().status(wanted)
+    runs = live.poller().list_runs()
     return runs[0] if runs else None
 
 
@@ -181,11 +182,12 @@ def _job_header(run: jobs.RunStatus) -> None:
             stopped_at = _stop_time(run)
             if stopped_at is not None and time.time() - stopped_at > FORCE_AFTER_S:
                 cols[1].button("Force stop", key="train_force", icon=":material/cancel:",
-                               on_click=lambda: jobs.stop(force=True),
-                               help="Interrupts the trainer; the last saved checkpoint is kept.")
+                               on_click=teacher.stop, kwargs={"force": True}, disabled=not teacher.can_control(),
+                               help=teacher.locked_help("Interrupts the trainer; the last saved checkpoint is kept."))
         else:
-            cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=jobs.stop,
-                           help="Stops after the current step and saves a checkpoint you can resume from.")
+            cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=teacher.stop,
+                           disabled=not teacher.can_control(), help=teacher.locked_help(
+                               "Stops after the current step and saves a checkpoint you can resume from."))
     else:
         if run.state == "completed":
             acc = (run.last("end") or {}).get("test_accuracy")
@@ -200,12 +202,9 @@ def _job_header(run: jobs.RunStatus) -> None:
             st.error(f"Training failed: {run.message}")
         if run.resumable:
             if st.button("Resume from the checkpoint", key="train_resume", icon=":material/resume:",
-                         disabled=jobs.active() is not None):
-                try:
-                    jobs.resume(run.run_id)
-                except (jobs.JobError, OSError, ValueError) as e:
-                    st.error(str(e))
-                else:
+                         disabled=live.poller().active() is not None or not teacher.can_control(),
+                         help=teacher.locked_help()):
+                if teacher.resume(run.run_id):
                     st.rerun()
     if end_epoch is not None:
         c = st.columns(4)
@@ -225,14 +224,13 @@ def _stop_time(run: jobs.RunStatus) -> float | None:
 def _job_charts(run: jobs.RunStatus) -> None:
     if run.last("step") is None:
         return
+    loss, accuracy, lr = live.figures(run)  # built once per server for each new record, shared by every tab
     a, b = st.columns(2)
-    a.plotly_chart(charts.loss_figure(run.events), key="train_chart_loss", config=CHART_CONFIG)
-    if epoch_rows(run.events):
-        b.plotly_chart(charts.accuracy_figure(run.events), key="train_chart_acc", config=CHART_CONFIG)
+    a.plotly_chart(loss, key="train_chart_loss", config=CHART_CONFIG)
+    if accuracy is not None:
+        b.plotly_chart(accuracy, key="train_chart_acc", config=CHART_CONFIG)
     else:
         b.caption("Train and test accuracy appear after the first epoch.")
-    lr = charts.lr_figure(run.events)
-    lr.update_layout(height=220)
     st.plotly_chart(lr, key="train_chart_lr", config=CHART_CONFIG)
 
 
