@@ -60,6 +60,7 @@ def _loss_points(at: AppTest) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_start_watch_and_stop_a_tiny_run(env):
     runs = env / "runs"
     at = open_page("train")

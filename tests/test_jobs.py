@@ -27,6 +27,7 @@ def runs(tmp_path, monkeypatch, synthetic_data_dir):
     jobs.stop(tmp_path / "runs", force=True)  # never leave a trainer behind, even when a test fails
 
 
+@pytest.mark.slow
 def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
     run_id = jobs.start(TrainConfig(**TINY, epochs=500), runs)
     assert jobs.active(runs)["run_id"] == run_id
@@ -55,6 +56,7 @@ def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
     assert jobs.wait(run_id, runs, timeout=120).state == "stopped"
 
 
+@pytest.mark.slow
 def test_finished_run_is_listed_everywhere(runs):
     run_id = jobs.start(TrainConfig(**TINY, epochs=2, plain=True), runs)
     s = jobs.wait(run_id, runs, timeout=300)

@@ -63,6 +63,7 @@ def real_test_split(real_data_dir):
     return load_cifar10(real_data_dir, download=False).test
 
 
+@pytest.mark.slow  # each is two passes over the 10,000 test images (flip-TTA)
 @pytest.mark.parametrize("name", _shipped_names() or [pytest.param(None, marks=pytest.mark.skip(
     reason="no shipped weights in weights/ (ship a run with `python -m resnet_demo ship RUN`)"))])
 def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):

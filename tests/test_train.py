@@ -116,8 +116,8 @@ def test_stop_file_takes_effect_within_one_step(synthetic_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("how, n_calls", [
-    ("mid-epoch", 15),       # epoch 2, before its 4th batch: the partial epoch sums must survive
-    ("epoch-boundary", 11),  # after epoch 1's last step, before its evaluation
+    pytest.param("mid-epoch", 15, marks=pytest.mark.slow),  # epoch 2, before its 4th batch: the partial sums
+    pytest.param("epoch-boundary", 11, marks=pytest.mark.slow),  # after epoch 1's last step, before its evaluation
     ("stop-file", 5),        # epoch 1, via the STOP file, which must not stop the resumed run too
 ])
 def test_resume_continues_bit_for_bit(tiny_run, synthetic_data_dir, tmp_path, how, n_calls):
@@ -152,6 +152,7 @@ class Killed(Exception):
     """Stands for SIGKILL: nothing in the trainer catches it, so no checkpoint is written on the way out."""
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint(tiny_run, synthetic_data_dir, tmp_path):
     # Long epochs (ResNet-110 on a CPU: ~20 min) are also checkpointed mid-epoch, so a kill costs minutes.
     out = tmp_path / "r"
@@ -175,6 +176,7 @@ def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint(tiny_run, synthetic_
     assert [s["resumed_from_step"] for s in starts] == [None, 12]
 
 
+@pytest.mark.slow
 def test_a_run_resumed_on_another_machine_names_both_in_its_record(tiny_run, synthetic_data_dir, tmp_path,
                                                                     monkeypatch):
     # A long CPU run stopped on one machine, its folder copied to another and resumed there in another precision:
@@ -301,6 +303,7 @@ def test_huge_learning_rate_diverges_with_a_clear_error(synthetic_data_dir, tmp_
         train(cfg(synthetic_data_dir, tmp_path / "r", epochs=1, lr=1e12, test_subset=10))
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_last_good_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
     out = tmp_path / "r"
     real_replace = os.replace
@@ -399,6 +402,7 @@ class RecordingSGD(torch.optim.SGD):
         return super().step(closure)
 
 
+@pytest.mark.slow
 def test_depth110_warmup_mechanism(synthetic_data_dir, tmp_path, monkeypatch):
     """Paper preset at depth >= 110: lr 0.01 until the training error (last 20 steps) is below 80%, then 0.1."""
     monkeypatch.setitem(recipes.WARMUP_110, "min_depth", 8)  # exercise it on a net we can afford

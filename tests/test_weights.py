@@ -288,6 +288,7 @@ print(sha256_file(sys.argv[1] + ".ckpt"))
 def test_the_same_weights_give_the_same_bytes_in_any_process(tmp_path):
     # safetensors orders the metadata as a Rust hash map does, differently in each process; the sha256 of a
     # weights file must be a fingerprint of its weights, so two processes must write the very same bytes.
+    # (12 metadata keys: two processes that ordered them alike by chance would be a 1-in-millions event.)
     import os
     import subprocess
     import sys
@@ -298,8 +299,8 @@ def test_the_same_weights_give_the_same_bytes_in_any_process(tmp_path):
     root = Path(__file__).resolve().parent.parent
     shas = [subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(tmp_path / f"p{i}")], check=True,
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
-                           timeout=300).stdout.split() for i in range(3)]
-    assert shas[0] == shas[1] == shas[2], shas
+                           timeout=300).stdout.split() for i in range(2)]
+    assert shas[0] == shas[1], shas
     model, meta = load_model(tmp_path / "p0.safetensors", shas[0][0])
     assert meta["h"] == 7 and model.arch == Arch(8)
     assert load_file(str(tmp_path / "p0.ckpt")).keys() == load_file(str(tmp_path / "p1.ckpt")).keys()
