@@ -2,6 +2,7 @@
 
     python -m benchmarks.watchers                      # 1, 8 and 30 tabs, 30 s each
     python -m benchmarks.watchers --tabs 30 --seconds 60 --json out.json
+    python -m benchmarks.watchers --figures            # only: the cost of building and sending the live charts
 
 A stand-in job (`python -m benchmarks.watchers fake-job RUNS RUN_ID`, started here) holds the server's job lock and
 appends to its event file what a trainer does: a step record every half second and an epoch record every 40
@@ -191,6 +192,32 @@ def measure(tab_counts: list[int], seconds: float, settle: float, log=print) -> 
             "command": "python -m benchmarks.watchers " + " ".join(sys.argv[1:])}
 
 
+def figure_costs(repeats: int = 20) -> dict:
+    """Milliseconds to build each live chart of a 2,000-step history, and to serialise one as st.plotly_chart does
+    (what every tab paid each second before the figures were shared, and what it still pays)."""
+    import plotly.io
+
+    from resnet_demo.app import charts
+    from resnet_demo.events import read_events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fake_job(Path(tmp), "run", seconds=0)
+        events = read_events(Path(tmp) / "run" / "events.jsonl")
+
+    def ms(fn) -> float:
+        fn()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return 1000 * (time.perf_counter() - t) / repeats
+
+    loss = charts.loss_figure(events)
+    return {"build_loss_ms": ms(lambda: charts.loss_figure(events)),
+            "build_accuracy_ms": ms(lambda: charts.accuracy_figure(events)),
+            "build_lr_ms": ms(lambda: charts.lr_figure(events)),
+            "serialise_loss_ms": ms(lambda: plotly.io.to_json(loss.to_dict(), validate=False))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.watchers", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -202,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30, help="length of each measuring window (default 30)")
     p.add_argument("--settle", type=float, default=10, help="wait after opening tabs before measuring (default 10)")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--figures", action="store_true", help="only time building and serialising the live charts")
     args = p.parse_args(argv)
     if args.command == "fake-job":
         fake_job(args.runs, args.run_id, args.seconds)
+        return 0
+    if args.figures:
+        print(", ".join(f"{k} {v:.1f}" for k, v in figure_costs().items()))
         return 0
     report = measure([int(t) for t in args.tabs.split(",")], args.seconds, args.settle)
     print(f"{'tabs':>5} {'server (cores)':>15} {'browser (cores)':>16} {'load avg (1 min)':>17}")
