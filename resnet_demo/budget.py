@@ -121,6 +121,10 @@ def network_counts(depth: int, plain: bool = False, shortcut: str = "A") -> tupl
     return s1 + (n - 1) * (s2 - s1), p1 + (n - 1) * (p2 - p1)
 
 
+def _batch(cfg: TrainConfig) -> int:
+    return cfg.batch_size or RECIPES[cfg.preset].batch_size
+
+
 def _images(cfg: TrainConfig) -> tuple[int, int]:
     return min(cfg.subset or TRAIN_IMAGES, TRAIN_IMAGES), min(cfg.test_subset or TEST_IMAGES, TEST_IMAGES)
 
@@ -129,7 +133,7 @@ def estimate(cfg: TrainConfig, device: torch.device | str | None = None, world_s
     """The peak memory of one training process of this job (one of `world_size` under torchrun)."""
     device = resolve_device(cfg.device) if device is None else torch.device(device)
     precision = precision_label(resolve_precision(cfg.precision, device))
-    batch = max(1, (cfg.batch_size or RECIPES[cfg.preset].batch_size) // world_size)
+    batch = max(1, _batch(cfg) // world_size)
     saved, params = network_counts(cfg.depth, cfg.plain, cfg.shortcut)
     n_train, n_test = _images(cfg)
     read = (TRAIN_IMAGES + TEST_IMAGES) * (IMAGE_BYTES + 8)
@@ -225,7 +229,7 @@ def _alternatives(cfg: TrainConfig, device: torch.device, room: float, world_siz
     def fits(**changes) -> bool:
         return estimate(replace(cfg, **changes), device, world_size).total <= room
 
-    batch = cfg.batch_size or RECIPES[cfg.preset].batch_size
+    batch = _batch(cfg)
     tries = []
     smaller = [b for b in (batch // 2 ** k for k in range(1, 12)) if b >= 8]
     tries += [f"batch {b}" for b in smaller if fits(batch_size=b)][:1]
@@ -242,7 +246,7 @@ def _alternatives(cfg: TrainConfig, device: torch.device, room: float, world_siz
 def check_settings(cfg: TrainConfig) -> None:
     """TooBig when the depth or batch is above this server's caps (RESNET_DEMO_MAX_DEPTH, _MAX_BATCH)."""
     max_depth, max_batch = _env_number(ENV_MAX_DEPTH, int), _env_number(ENV_MAX_BATCH, int)
-    batch = cfg.batch_size or RECIPES[cfg.preset].batch_size
+    batch = _batch(cfg)
     if max_depth is not None and cfg.depth > max_depth:
         ok = [d for d in PRESET_DEPTHS if d <= max_depth]
         raise TooBig(f"depth {cfg.depth} is more than this server allows ({max_depth} layers at most)"
@@ -274,7 +278,7 @@ def check(cfg: TrainConfig, world_size: int = 1) -> Need:
     allowed = allowance(device)
     where = "the GPU" if device.type == "cuda" else "the CPU"
     if need.total > allowed.bytes:
-        raise TooBig(f"{cfg.arch.label} at batch {cfg.batch_size or RECIPES[cfg.preset].batch_size} on {where} needs "
+        raise TooBig(f"{cfg.arch.label} at batch {_batch(cfg)} on {where} needs "
                      f"about {_gb(need.total)} of memory; this server allows {_gb(allowed.bytes)} for training "
                      f"({allowed.reason}). " + _alternatives(cfg, device, allowed.bytes, world_size))
     if need.cuda_host > _host_room():

@@ -13,6 +13,7 @@ import torch
 from resnet_demo import budget, jobs
 from resnet_demo.config import TrainConfig
 from resnet_demo.model import CifarResNet, count_params
+from resnet_demo.paper import TABLE6_PARAMS_M
 
 REPO = Path(__file__).resolve().parent.parent
 GB = budget.GB
@@ -37,8 +38,9 @@ def laptop(monkeypatch):
 def test_the_counts_come_from_the_network_at_any_depth():
     for depth, plain, shortcut in ((32, False, "A"), (44, True, "A"), (26, False, "B")):
         assert budget.network_counts(depth, plain, shortcut) == budget._meta_counts(depth, plain, shortcut)
+    assert budget.network_counts(56)[1] == count_params(CifarResNet(TrainConfig(depth=56).arch))
     saved, params = budget.network_counts(1202)
-    assert params == count_params(CifarResNet(TrainConfig(depth=1202).arch)) == 19_421_274
+    assert params == 19_421_274 and round(params / 1e6, 1) == TABLE6_PARAMS_M[1202]
     assert 80e6 < saved < 100e6  # 4 saved tensors a block: ResNet-1202 keeps ~93 MB per image for its backward pass
 
 
@@ -143,6 +145,7 @@ def _train(args: list[str], env: dict | None = None) -> subprocess.CompletedProc
                           cwd=REPO, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_too_and_a_teacher_can_override(tmp_path, synthetic_data_dir):
     import os
 
