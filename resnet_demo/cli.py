@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on CIFAR-10 (CPU, one GPU, or torchrun for several)")
     TrainConfig.add_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ignore-memory-limit", action="store_true",
+                   help="start even if the estimated memory need is above what this machine has free (or above "
+                        "RESNET_DEMO_MAX_TRAIN_GB / _MAX_DEPTH / _MAX_BATCH); it may then be killed for lack of memory")
 
     p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
     p.add_argument("--weights", required=True, help="a model name (see `models`) or a .safetensors file")
@@ -134,6 +137,8 @@ def cmd_train(args) -> int:
     from .train import TrainingError, train
 
     cfg = TrainConfig.from_namespace(args, command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
+    if not args.ignore_memory_limit:
+        _check_memory(cfg)
     stop = {"requested": False}
 
     def on_signal(signum, _frame):
@@ -150,6 +155,19 @@ def cmd_train(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_memory(cfg: TrainConfig) -> None:
+    """Refuse a run that would not fit before it reads the data: past the machine's memory it would grow until the
+    kernel kills it, or something beside it."""
+    import os
+
+    from .budget import TooBig, check
+
+    try:
+        check(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    except TooBig as e:
+        raise ValueError(f"{e} (To start anyway, pass --ignore-memory-limit.)") from None
 
 
 def cmd_evaluate(args) -> int:

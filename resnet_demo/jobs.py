@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import budget
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .events import Event, last, latest_attempt_end, read_events
@@ -36,6 +37,7 @@ from .train import STOP_FILE
 ACTIVE_FILE = ".active.json"
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
+TEACHER_PASSWORD_ENV = "RESNET_DEMO_TEACHER_PASSWORD"  # the app's; never passed on to a trainer
 LAUNCH_MARK = "=== launched "      # a line in train.log before each (re)start; errors are read after the last one
 LAUNCH_GRACE_S = 60.0              # a lock without a pid yet (process being spawned) counts as alive this long
 UNREADABLE_GRACE_S = 5.0           # an unreadable lock is being written this long at most; older, it is debris
@@ -225,8 +227,11 @@ def _launch(runs: Path, run_id: str, args: list[str]) -> None:
     """Spawn the trainer in its own session (a server reload does not kill it), logging to train.log."""
     out = runs / run_id
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "resnet_demo", "train", *args, "--out", str(out), "--quiet"]
+    # the server checked the job's memory before it took the lock (budget.check): the trainer need not again
+    cmd = [sys.executable, "-m", "resnet_demo", "train", *args, "--out", str(out), "--quiet", "--ignore-memory-limit"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for secret in (TEACHER_PASSWORD_ENV, "teacher_password"):  # Streamlit copies secrets.toml's into the environment
+        env.pop(secret, None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     with open(out / LOG_FILE, "a", encoding="utf-8") as log_file:
         log_file.write(f"{LAUNCH_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
@@ -248,8 +253,10 @@ def _launch(runs: Path, run_id: str, args: list[str]) -> None:
 
 
 def start(cfg: TrainConfig, runs: Path | None = None) -> str:
-    """Start a fresh run; returns its id. JobError if a job is running, ValueError for bad settings."""
+    """Start a fresh run; returns its id. JobError if a job is running, ValueError for bad settings, budget.TooBig
+    (a ValueError too) for a job this machine or server cannot take."""
     arch = cfg.validate()
+    budget.check(cfg)
     runs = runs_path(runs)
     with _start_lock, _storage("start the training job"):
         run_id = new_run_id(arch, runs)
@@ -287,6 +294,7 @@ def resume(run_id: str, runs: Path | None = None) -> str:
         raise JobError(f"run {run_id} has no checkpoint to resume from")
     if (out / "metrics.json").is_file():
         raise JobError(f"run {run_id} has already finished")
+    budget.check(TrainConfig.from_args(_resume_args(out) + ["--resume", "--out", str(out)]))
     with _start_lock, _storage("resume the training job"):
         _acquire(runs, run_id)
         try:

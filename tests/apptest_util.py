@@ -12,7 +12,7 @@ TIMEOUT = 120  # importing torch under AppTest takes a while on a loaded 2-core 
 def open_page(url_path: str, at: AppTest | None = None) -> AppTest:
     """Run the app and switch to a page registered by st.navigation with a callable (AppTest.switch_page
     only knows page files, so the page is picked by its url_path in the navigation registry)."""
-    at = at or AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = at if at is not None else AppTest.from_file(APP, default_timeout=TIMEOUT)  # an AppTest not yet run is falsy
     at.run()
     at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path)
     return at.run()

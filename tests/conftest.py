@@ -68,3 +68,34 @@ def app_env(monkeypatch, tmp_path):
     monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tmp_path / "no-weights"))
     monkeypatch.chdir(tmp_path)
     return monkeypatch
+
+
+@pytest.fixture
+def running_job(tmp_path):
+    """A stand-in for a running training job in tmp_path/runs: a sleeping process that holds the job lock (its
+    command line names the run, as a trainer's does) and an event file with a start and a few steps. Yields
+    (runs, run_id); the process is ended afterwards."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from resnet_demo import jobs
+    from resnet_demo.events import write_events
+    from resnet_demo.storage import atomic_write_json
+
+    runs, run_id = tmp_path / "runs", "20260101-000000-resnet20"
+    (runs / run_id).mkdir(parents=True, exist_ok=True)
+    events = [{"type": "start", "label": "ResNet-20", "total_steps": 400, "steps_per_epoch": 40, "epochs": 10,
+               "batch_size": 128, "train_images": 5000, "test_images": 2000, "device": "CPU",
+               "config": {"precision_used": "fp32"}, "resumed_from_step": None}]
+    events += [{"type": "step", "step": s, "epoch": s / 40, "loss": 2.0 - s / 100, "acc": 0.2, "lr": 0.1,
+                "images_per_s": 300.0, "eta_s": 100.0, "elapsed_s": s / 2, "total_steps": 400} for s in range(1, 31)]
+    write_events(runs / run_id / "events.jsonl", events)
+    (runs / run_id / jobs.JOB_FILE).write_text(json.dumps({"args": ["--depth", "20"], "settings": {"depth": 20}}))
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", run_id])
+    atomic_write_json(runs / jobs.ACTIVE_FILE, {"run_id": run_id, "pid": proc.pid, "server_pid": None,
+                                                "created": time.time()})
+    yield runs, run_id
+    proc.kill()
+    proc.wait()

@@ -5,6 +5,7 @@ from types import ModuleType
 
 import streamlit as st
 
+from . import teacher
 from .pages import explain_page, inside_page, paper_page, predict_page, testset_page, train_page
 from .state import guarded
 
@@ -33,4 +34,5 @@ def run() -> None:
     nav = st.navigation(pages)
     with st.sidebar:
         st.caption("He et al. 2015, *Deep Residual Learning for Image Recognition*, on CIFAR-10.")
+        guarded(teacher.sidebar)
     nav.run()

@@ -20,7 +20,7 @@ from ...paper import FIG6_CORE, FIG6_NOTE
 from ...recipes import RECIPES
 from ...registry import ModelEntry, at_chance_level, finished_runs, model_label, with_history
 from ...weights import WeightsError
-from .. import pickers
+from .. import live, pickers, teacher
 from ..charts import curves
 from ..charts.style import CONFIG
 
@@ -30,9 +30,9 @@ FORCE_AFTER_S = 15  # offer "force stop" when a stop request has not been honour
 
 def render() -> None:
     st.title("Train a ResNet")
-    st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live; "
-               "anyone can stop it. Finished runs appear on every page as models (unless they learned nothing beyond "
-               "chance).")
+    st.caption("One training job runs at a time on this server. Everyone who opens this page sees it live. "
+               "Finished runs appear on every page as models (unless they learned nothing beyond chance).")
+    teacher.notice()
     left, right = st.columns([1, 2], gap="large")
     with left:
         _settings_panel()
@@ -47,7 +47,7 @@ def render() -> None:
 
 def _settings_panel() -> None:
     st.subheader("Settings")
-    running = jobs.active() is not None
+    running = live.poller().active() is not None
     arch = pickers.arch_picker("train", explain=True)
     preset = st.selectbox("Preset", list(RECIPES), index=list(RECIPES).index("classroom"), key="train_preset")
     st.caption(RECIPES[preset].description)
@@ -63,7 +63,10 @@ def _settings_panel() -> None:
         except ValueError as e:
             problem = str(e)
             st.error(problem)
-    _start_button(settings, disabled=running or arch is None or problem is not None, running=running)
+    if arch is not None and problem is None:
+        problem = teacher.fit(settings)
+    _start_button(settings, disabled=running or arch is None or problem is not None or not teacher.can_control(),
+                  running=running)
 
 
 def _run_settings(arch: Arch | None, preset: str, device: str) -> TrainConfig:
@@ -105,15 +108,12 @@ def _training_images(device: str, batch: int, on_gpu: bool) -> int:
 def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
     clicked = st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
                         disabled=disabled, width="stretch",
-                        help="A job is running; stop it first." if running else None)
+                        help=teacher.locked_help("A job is running; stop it first." if running else None))
     if running:
         st.caption("A training job is running (see the right); stop it there to start another.")
     if clicked:
-        try:
-            run_id = jobs.start(settings)
-        except (jobs.JobError, ValueError, OSError) as e:
-            st.error(str(e))
-        else:
+        run_id = teacher.start(settings)
+        if run_id is not None:
             st.session_state["train_run"] = run_id
             st.rerun()
 
@@ -122,21 +122,21 @@ def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
 
 
 def _live_panel() -> None:
-    active = jobs.active()
+    active = live.poller().active()
     st.session_state["train_seen_active"] = active["run_id"] if active else None
     st.fragment(run_every=1.0 if active else 5.0)(_job_view)()
 
 
 def _shown_run() -> jobs.RunStatus | None:
     """The running job; else the run this session last watched; else the newest run."""
-    now = jobs.current()
+    now = live.poller().current()
     if now is not None:
         st.session_state["train_run"] = now.run_id
         return now
     wanted = st.session_state.get("train_run")
     if wanted and (jobs.runs_path() / wanted).is_dir():
-        return jobs.status(wanted)
-    runs = jobs.list_runs()
+        return live.poller().status(wanted)
+    runs = live.poller().list_runs()
     return runs[0] if runs else None
 
 
@@ -200,11 +200,12 @@ def _stop_buttons(run: jobs.RunStatus) -> None:
         stopped_at = _stop_time(run)
         if stopped_at is not None and time.time() - stopped_at > FORCE_AFTER_S:
             cols[1].button("Force stop", key="train_force", icon=":material/cancel:",
-                           on_click=lambda: jobs.stop(force=True),
-                           help="Interrupts the trainer; the last saved checkpoint is kept.")
+                           on_click=teacher.stop, kwargs={"force": True}, disabled=not teacher.can_control(),
+                           help=teacher.locked_help("Interrupts the trainer; the last saved checkpoint is kept."))
     else:
-        cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=jobs.stop,
-                       help="Stops after the current step and saves a checkpoint you can resume from.")
+        cols[0].button("Stop", key="train_stop", icon=":material/stop:", width="stretch", on_click=teacher.stop,
+                       disabled=not teacher.can_control(), help=teacher.locked_help(
+                           "Stops after the current step and saves a checkpoint you can resume from."))
 
 
 def _outcome(run: jobs.RunStatus, start: dict | None) -> None:
@@ -228,12 +229,9 @@ def _outcome(run: jobs.RunStatus, start: dict | None) -> None:
     else:
         st.error(f"Training failed: {run.message}")
     if run.resumable and st.button("Resume from the checkpoint", key="train_resume", icon=":material/resume:",
-                                   disabled=jobs.active() is not None):
-        try:
-            jobs.resume(run.run_id)
-        except (jobs.JobError, OSError, ValueError) as e:
-            st.error(str(e))
-        else:
+                                   disabled=live.poller().active() is not None or not teacher.can_control(),
+                                   help=teacher.locked_help()):
+        if teacher.resume(run.run_id):
             st.rerun()
 
 
@@ -247,13 +245,14 @@ def _stop_time(run: jobs.RunStatus) -> float | None:
 def _job_charts(run: jobs.RunStatus) -> None:
     if run.last("step") is None:
         return
+    loss, accuracy, lr = live.figures(run)  # built once per server for each new record, shared by every tab
     a, b = st.columns(2)
-    a.plotly_chart(curves.loss_figure(run.events), key="train_chart_loss", config=CONFIG)
-    if epoch_rows(run.events):
-        b.plotly_chart(curves.accuracy_figure(run.events), key="train_chart_acc", config=CONFIG)
+    a.plotly_chart(loss, key="train_chart_loss", config=CONFIG)
+    if accuracy is not None:
+        b.plotly_chart(accuracy, key="train_chart_acc", config=CONFIG)
     else:
         b.caption("Train and test accuracy appear after the first epoch.")
-    st.plotly_chart(curves.lr_figure(run.events), key="train_chart_lr", config=CONFIG)
+    st.plotly_chart(lr, key="train_chart_lr", config=CONFIG)
 
 
 def _duration(seconds: float | None) -> str:
