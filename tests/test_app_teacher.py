@@ -127,7 +127,7 @@ def test_a_job_too_big_for_the_server_is_explained_and_cannot_start(env, monkeyp
     monkeypatch.setenv(budget.ENV_MAX_GB, "1.5")
     at = open_page("train")
     assert any("Needs about" in c.value and "1.5 GB this server allows" in c.value for c in at.caption)
-    at.selectbox(key="train_depth_choice").set_value(110)
+    at.selectbox(key="train_depth").set_value(110)
     at.number_input(key="train_batch_classroom").set_value(1024)
     at.run()
     assert_clean(at)

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from apptest_util import APP, TIMEOUT, assert_clean, open_page
 
 from resnet_demo import jobs
+from resnet_demo.app import live
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -61,7 +62,8 @@ def _loss_points(at: AppTest) -> int:
 
 
 @pytest.mark.slow
-def test_start_watch_and_stop_a_tiny_run(env):
+def test_start_watch_and_stop_a_tiny_run(env, monkeypatch):
+    monkeypatch.setattr(live, "REFRESH_S", 0.0)  # every rerun reads the job afresh (a server reads at most once a second)
     runs = env / "runs"
     at = open_page("train")
     at.selectbox(key="train_depth").set_value("other").run()

@@ -9,7 +9,8 @@ import pytest
 from apptest_util import assert_clean, open_page
 
 from resnet_demo import jobs
-from resnet_demo.app import charts, live
+from resnet_demo.app import live
+from resnet_demo.app.charts import curves as charts
 from resnet_demo.watch import Poller
 
 pytestmark = pytest.mark.timeout(900)
