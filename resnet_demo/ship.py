@@ -5,8 +5,7 @@ in weights/in-progress/ so that a long CPU run survives the machine it started o
 Every shipped figure is measured on the shipped file itself (after any fp16 conversion), on the real test set.
 The Test-set page browses mistakes without the data set, so the test images it needs are shipped too:
 weights/test_images.npz holds the images any shipped model gets wrong, plus a small gallery per class, as one
-lossless WebP mosaic: CIFAR-10 photos barely compress under zlib (2.8 KB each), but lossless WebP stores them in
-1.7 KB, which leaves room in weights/ for a resumable checkpoint of a long run.
+lossless WebP mosaic (mosaic.py).
 """
 from __future__ import annotations
 
@@ -27,12 +26,12 @@ from .evaluate import evaluate, predictions_arrays
 from .events import latest_run, read_events
 from .paper import CLASSES
 from .model import Arch
+from .mosaic import decode_mosaic, encode_mosaic
 from .storage import atomic_write_bytes, atomic_write_json
 from .weights import (WeightsError, load_model, read_manifest, save_model, save_predictions, shipped_models,
                       weights_dir, write_manifest_entry)
 
 GALLERY_PER_CLASS = 12
-MOSAIC_COLUMNS = 50
 MAX_STEP_EVENTS = 400  # the shipped history keeps every epoch but thins the step records
 IN_PROGRESS = "in-progress"
 
@@ -172,30 +171,8 @@ def write_test_images(directory: Path, test: Split | None = None) -> None:
     rows = np.searchsorted(indices, idx)
     buf = io.BytesIO()
     np.savez(buf, indices=idx.astype(np.int32), labels=labels[rows].astype(np.uint8),
-             webp=np.frombuffer(_encode_mosaic(images[rows]), dtype=np.uint8))
+             webp=np.frombuffer(encode_mosaic(images[rows]), dtype=np.uint8))
     atomic_write_bytes(directory / "test_images.npz", buf.getvalue())
-
-
-def _encode_mosaic(images: np.ndarray) -> bytes:
-    """(N, 32, 32, 3) uint8 -> lossless WebP of a MOSAIC_COLUMNS-wide grid of tiles, row-major, zero-padded."""
-    from PIL import Image  # torchvision cannot encode WebP; Pillow is one of torchvision's own requirements
-
-    rows = -(-len(images) // MOSAIC_COLUMNS)
-    tiles = np.zeros((rows * MOSAIC_COLUMNS, *images.shape[1:]), np.uint8)
-    tiles[: len(images)] = images
-    grid = tiles.reshape(rows, MOSAIC_COLUMNS, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(rows * 32, -1, 3)
-    out = io.BytesIO()
-    Image.fromarray(grid).save(out, "WEBP", lossless=True, quality=100, method=4)
-    return out.getvalue()
-
-
-def _decode_mosaic(data: np.ndarray, n: int) -> np.ndarray:
-    from PIL import Image  # already loaded by the app, unlike torchvision.io (seconds to import on 2 cores)
-
-    grid = np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB"))
-    rows, cols = grid.shape[0] // 32, grid.shape[1] // 32  # the mosaic's own shape, whatever wrote it
-    tiles = grid.reshape(rows, 32, cols, 32, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 32, 32, 3)
-    return tiles[:n]
 
 
 def read_test_images(directory: Path | None = None) -> dict[int, tuple[np.ndarray, int]] | None:
@@ -206,5 +183,5 @@ def read_test_images(directory: Path | None = None) -> dict[int, tuple[np.ndarra
     with np.load(path, allow_pickle=False) as z:
         indices, labels = z["indices"], z["labels"]
         # Files written before the WebP mosaic hold the raw pixels.
-        images = z["images"] if "images" in z.files else _decode_mosaic(z["webp"], len(indices))
+        images = z["images"] if "images" in z.files else decode_mosaic(z["webp"], len(indices))
     return {int(i): (img, int(lab)) for i, img, lab in zip(indices, images, labels)}
