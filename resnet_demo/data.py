@@ -7,6 +7,7 @@ folder. If none has the data, torchvision downloads it into the first candidate 
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -76,7 +77,7 @@ def _read_npz(path: Path) -> Split:
     try:
         with np.load(path, allow_pickle=False) as z:
             return Split(z["images"], z["labels"])
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is not a readable CIFAR-10 npz (needs 'images' and 'labels'): {e}") from e
 
 
@@ -130,22 +131,28 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool | Non
         raise DataError(f"CIFAR-10 not found (looked in: {looked}) and the download failed ({e}). {how}") from e
 
 
-def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
-    """n images with the classes as balanced as the split allows; deterministic in seed."""
-    if n >= len(split):
-        return split
+def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of n items with the classes as balanced as the labels allow, random within each class;
+    deterministic in seed."""
     if n <= 0:
         raise ValueError("subset size must be positive")
     rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(split.labels == c)) for c in range(len(CLASSES))]
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(len(CLASSES))]
     take: list[int] = []
     depth = 0
-    while len(take) < n:  # round-robin over classes, so every class gets n // 10 (+1)
+    while len(take) < min(n, len(labels)):  # round-robin over classes, so every class gets n // 10 (+1)
         for idx in per_class:
             if depth < len(idx) and len(take) < n:
                 take.append(int(idx[depth]))
         depth += 1
-    chosen = np.sort(np.asarray(take))
+    return np.sort(np.asarray(take, dtype=np.int64))
+
+
+def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
+    """n images with the classes as balanced as the split allows; deterministic in seed."""
+    if n >= len(split):
+        return split
+    chosen = stratified_indices(split.labels, n, seed)
     return Split(split.images[chosen], split.labels[chosen])
 
 
