@@ -21,6 +21,8 @@ class Recipe:
     schedule: str = "paper"  # "paper": step decay at 50% and 75% of training; "onecycle": linear warm-up, cosine down
     warmup: float = 0.0      # one-cycle: fraction of the steps spent warming up
     description: str = ""   # holds for any --epochs: the length lives in `epochs`, which runs may override
+    same_work: bool = False  # `epochs` counts passes over the full set; a smaller set gets proportionally more
+    builtin_fallback: bool = False  # without the full set, train on the built-in subset (sources.py)
 
     def lr_at(self, step: int, total_steps: int) -> float:
         if self.schedule == "paper":
@@ -33,10 +35,18 @@ class Recipe:
         t = (step - warm) / max(1, total_steps - warm)
         return self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
+    def epochs_for(self, train_images: int) -> int:
+        """The default length on a set of this size: with same_work, the same number of training steps whatever
+        the size (classroom: 3 epochs of the full 50,000 images, 30 of the built-in 5,000)."""
+        if not self.same_work:
+            return self.epochs
+        return max(1, round(self.epochs * FULL_TRAIN_IMAGES / max(1, train_images)))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+FULL_TRAIN_IMAGES = 50_000
 PAPER_ITERATIONS = 64_000  # at batch 128: 164 epochs of 50,000 images
 
 RECIPES: dict[str, Recipe] = {
@@ -55,7 +65,10 @@ RECIPES: dict[str, Recipe] = {
     "classroom": Recipe(
         "classroom", epochs=3, batch_size=128, lr=0.15, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.2,
-        description="Real learning within minutes on a laptop CPU: a few epochs of one-cycle SGD.",
+        same_work=True, builtin_fallback=True,
+        description="Real learning within minutes on a laptop CPU: one-cycle SGD for as many steps as a few passes "
+                    "over the full set take, whatever the number of training images (more epochs on fewer); "
+                    "without the full set it trains on the built-in subset.",
     ),
 }
 
@@ -64,7 +77,8 @@ CUDA_BATCH_SCALE = {"fast": 2}
 
 
 def get_recipe(name: str, device_type: str = "cpu", epochs: int | None = None, batch_size: int | None = None,
-               lr: float | None = None) -> Recipe:
+               lr: float | None = None, train_images: int | None = None) -> Recipe:
+    """The preset with a run's overrides; `train_images` (the set it trains on) sets the default length."""
     if name not in RECIPES:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(RECIPES)}")
     r = RECIPES[name]
@@ -77,6 +91,8 @@ def get_recipe(name: str, device_type: str = "cpu", epochs: int | None = None, b
         if epochs < 1:
             raise ValueError("epochs must be at least 1")
         r = replace(r, epochs=epochs)
+    elif train_images is not None:
+        r = replace(r, epochs=r.epochs_for(train_images))
     if lr is not None:
         r = replace(r, lr=lr)
     return r

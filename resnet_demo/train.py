@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from .data import DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
+from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, stratified_subset
 from .evaluate import evaluate, predictions_arrays
 from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
 from .model import Arch, CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
 from .recipes import WARMUP_110, Recipe, get_recipe
+from .sources import data_record, load_for_training
 from .storage import StorageError, atomic_write_json
 from .weights import WeightsError, save_model, save_predictions
 
@@ -226,7 +227,12 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             owns_group = True
     cfg = _resume_settings(cfg, out)
-    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr)
+    try:  # before anything is written: a run without data leaves no run folder behind
+        data = load_for_training(cfg.data_dir, cfg.preset, cfg.subset, cfg.download)
+    except DataError as e:
+        raise TrainingError(str(e)) from None
+    n_train = min(cfg.subset or len(data.train), len(data.train))
+    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, train_images=n_train)
     if recipe.batch_size % world:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world} processes")
 
@@ -246,7 +252,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     t0 = time.time()
     step = 0
     try:
-        result = _run(cfg, arch, recipe, device, rank, world, out, emit, stop, t0)
+        result = _run(cfg, arch, recipe, data, device, rank, world, out, emit, stop, t0)
         step = result.get("step", 0)
         if world > 1:  # every rank waits for rank 0's final evaluation, then leaves: exiting early aborted gloo
             dist.barrier()
@@ -267,10 +273,9 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     raise TrainingError(msg)
 
 
-def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, rank: int, world: int, out: Path,
-         emit: Listener, stop: StopRequest, t0: float) -> dict:
+def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, data: Cifar10, device: torch.device, rank: int, world: int,
+         out: Path, emit: Listener, stop: StopRequest, t0: float) -> dict:
     is_main = rank == 0
-    data = load_cifar10(cfg.data_dir, download=cfg.download)
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
     cuda = device.type == "cuda"
@@ -295,7 +300,8 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
                                 weight_decay=recipe.weight_decay)
     state = {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "warm_done": arch.depth < WARMUP_110["min_depth"]
              or cfg.preset != "paper", "sums": [0.0, 0.0, 0.0]}
-    config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype)}
+    config_record = {**asdict(cfg), "recipe": recipe.to_dict(), "precision_used": precision_label(amp_dtype),
+                     "data": data_record(data)}
     ck_path = out / ckpt.FILENAME
     resumed_from, momentum_restarted = None, False
     if cfg.resume and ck_path.is_file():
@@ -447,21 +453,22 @@ def _run(cfg: TrainConfig, arch: Arch, recipe: Recipe, device: torch.device, ran
 
     if not is_main:
         return {"step": step}
-    return _finish(cfg, arch, recipe, raw, data.test, device, out, emit, elapsed(), step, world,
+    return _finish(cfg, arch, recipe, raw, data, device, out, emit, elapsed(), step, world,
                    state.get("momentum_restarts", []))
 
 
-def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listener, wall: float, step: int, world: int,
-            momentum_restarts: list[int]) -> dict:
+def _finish(cfg, arch, recipe, raw, data: Cifar10, device, out: Path, emit: Listener, wall: float, step: int,
+            world: int, momentum_restarts: list[int]) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
-    result = evaluate(raw, test_split, device, flip_tta=cfg.flip_tta)
+    result = evaluate(raw, data.test, device, flip_tta=cfg.flip_tta)
     sha = save_model(out / "model.safetensors", raw, arch)
-    save_predictions(out / "preds.npz", predictions_arrays(result["probs"], test_split.labels))
+    save_predictions(out / "preds.npz", predictions_arrays(result["probs"], data.test.labels))
     record = {
         **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(raw),
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
         "recipe": recipe.to_dict(), "preset": cfg.preset, "epochs": recipe.epochs, "seed": cfg.seed,
-        "subset": cfg.subset, "command": cfg.command, "wall_time_s": round(wall, 1), "steps": step,
+        "subset": cfg.subset, "data": data_record(data), "command": cfg.command, "wall_time_s": round(wall, 1),
+        "steps": step,
         "hardware": across_run(out, lambda e: e.get("device")) or hardware_name(device, world),
         "torch": torch.__version__,
         "precision": across_run(out, lambda e: e.get("config", {}).get("precision_used"))
@@ -476,5 +483,7 @@ def _finish(cfg, arch, recipe, raw, test_split, device, out: Path, emit: Listene
         record["momentum_restarts"] = momentum_restarts
     atomic_write_json(out / "metrics.json", record)
     emit({"type": "end", "status": "completed", "step": step, "elapsed_s": wall, "test_accuracy": result["accuracy"],
-          "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})
+          "test_images": result["n"], "data": record["data"]["kind"],
+          "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% on {result['n']:,} "
+                     f"{'built-in ' if record['data']['kind'] == 'builtin' else ''}test images ({arch.label})"})
     return record
