@@ -11,7 +11,9 @@ import time
 import streamlit as st
 import torch
 
-from ... import jobs
+from ... import jobs, sources
+from ...data import candidate_dirs, find_cifar10
+from ...download import DownloadError, download_cifar10, offline_help
 from ...events import epochs as epoch_rows
 from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, blocks_per_stage
 from ...recipes import RECIPES
@@ -70,18 +72,28 @@ def _settings_panel() -> None:
     device = st.selectbox("Device", devices, key="train_device",
                           format_func=lambda d: f"CUDA GPU ({torch.cuda.get_device_name(0)})" if d == "cuda" else "CPU")
     on_gpu = device == "cuda"
-    epochs = int(st.number_input("Epochs", min_value=1, max_value=1000, value=RECIPES[preset].epochs,
-                                 key=f"train_epochs_{preset}", help="The schedule stretches to fit."))
+    recipe = RECIPES[preset]
+    epochs_key = f"train_epochs_{preset}"
     subset = int(st.number_input("Training images", min_value=16, max_value=FULL_TRAIN,
-                                 value=FULL_TRAIN if on_gpu else 5000, step=1000, key=f"train_subset_{device}",
-                                 help="A stratified subset trains faster; 50,000 is the whole set."))
+                                 value=FULL_TRAIN if on_gpu and find_cifar10() is not None else 5000, step=1000,
+                                 key=f"train_subset_{device}",
+                                 on_change=(lambda: st.session_state.pop(epochs_key, None)) if recipe.same_work else None,
+                                 help="A stratified subset trains faster; 50,000 is the whole set."
+                                      + (" The classroom preset trains for the same number of steps whatever the "
+                                         "number: more epochs on fewer images." if recipe.same_work else "")))
+    epochs = int(st.number_input("Epochs", min_value=1, max_value=1000, value=min(1000, recipe.epochs_for(subset)),
+                                 key=epochs_key, help="The schedule stretches to fit."))
+    data = sources.plan(None, preset, None if subset >= FULL_TRAIN else subset)
+    _data_notice(data)
+    builtin = data.kind == sources.BUILTIN
+    final_test = f"all {data.test_images:,} built-in test images" if builtin else "all 10,000 test images"
     with st.expander("Advanced"):
         test_subset = int(st.number_input("Test images per epoch", min_value=10, max_value=FULL_TEST,
                                           value=FULL_TEST if on_gpu else 2000, step=500,
                                           key=f"train_test_subset_{device}",
                                           help="For the per-epoch test curve only; the final accuracy always "
-                                               "uses all 10,000 test images."))
-        batch = int(st.number_input("Batch size", min_value=8, max_value=4096, value=RECIPES[preset].batch_size,
+                                               f"uses {final_test}."))
+        batch = int(st.number_input("Batch size", min_value=8, max_value=4096, value=recipe.batch_size,
                                     step=32, key=f"train_batch_{preset}",
                                     help="The learning rate scales linearly with it."))
         seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="train_seed"))
@@ -100,7 +112,8 @@ def _settings_panel() -> None:
     steps = max(1, subset // batch) * epochs
     st.caption(f"{steps:,} training steps ({max(1, subset // batch):,} per epoch).")
     clicked = st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                        disabled=running or not depth_ok or problem is not None, width="stretch",
+                        disabled=running or not depth_ok or problem is not None or data.kind == sources.MISSING,
+                        width="stretch",
                         help="A job is running; stop it first." if running else None)
     if running:
         st.caption("A training job is running (see the right); stop it there to start another.")
@@ -111,6 +124,29 @@ def _settings_panel() -> None:
             st.error(str(e))
         else:
             st.session_state["train_run"] = run_id
+            st.rerun()
+
+
+def _data_notice(data: sources.Plan) -> None:
+    """Before Start: which data the run will use, and a way to get the full set when it is absent."""
+    if data.kind == sources.FULL:
+        return
+    (st.info if data.kind == sources.BUILTIN else st.warning)(data.message)
+    if st.button("Download the full CIFAR-10 (170 MB)", icon=":material/download:", key="train_download",
+                 disabled=jobs.active() is not None):
+        dest = candidate_dirs()[0]
+        bar = st.progress(0.0, text=f"Downloading CIFAR-10 into {dest}…")
+
+        def progress(done: int, total: int | None) -> None:
+            text = f"Downloading CIFAR-10 into {dest}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
+            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+        try:
+            download_cifar10(dest, progress)
+        except DownloadError as e:
+            bar.empty()
+            st.error(f"The download failed: {e} {offline_help(dest)}")
+        else:
             st.rerun()
 
 
@@ -184,9 +220,11 @@ def _job_header(run: jobs.RunStatus) -> None:
                            help="Stops after the current step and saves a checkpoint you can resume from.")
     else:
         if run.state == "completed":
-            acc = (run.last("end") or {}).get("test_accuracy")
-            st.success(f"Finished: test accuracy {100 * acc:.2f}% on all test images. The model is now listed on "
-                       "every page." if acc is not None else run.message)
+            end = run.last("end") or {}
+            acc, n = end.get("test_accuracy"), end.get("test_images")
+            on = (f"{n:,} {'built-in ' if end.get('data') == 'builtin' else ''}test images" if n else "all test images")
+            st.success(f"Finished: test accuracy {100 * acc:.2f}% on {on}. The model is now listed on every page."
+                       if acc is not None else run.message)
         elif run.state == "stopped":
             end, total = run.last("end") or {}, (start or {}).get("total_steps")
             where = f"step {end['step']:,} of {total:,} ({100 * run.progress:.0f}%)" if "step" in end and total else ""
