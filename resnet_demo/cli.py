@@ -54,7 +54,8 @@ def _arch_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m resnet_demo", description=__doc__.splitlines()[0])
+    prog = "resnet-demo" if Path(sys.argv[0]).name == "resnet-demo" else "python -m resnet_demo"  # pip's command
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="parameters, MACs and layer counts of an architecture")
