@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | ship | retire | export`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | download | ship | retire | export`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -26,7 +26,8 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m resnet_demo", description=__doc__.splitlines()[0])
+    prog = "resnet-demo" if Path(sys.argv[0]).name == "resnet-demo" else "python -m resnet_demo"  # pip's command
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="parameters, MACs and layer counts of an architecture")
@@ -40,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start even if the estimated memory need is above what this machine has free (or above "
                         "RESNET_DEMO_MAX_TRAIN_GB / _MAX_DEPTH / _MAX_BATCH); it may then be killed for lack of memory")
 
-    p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix")
+    p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix (without the full "
+                                        "set: on the built-in test subset)")
     p.add_argument("--weights", required=True, help="a model name (see `models`) or a .safetensors file")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.add_argument("--flip-tta", action="store_true")
-    p.add_argument("--no-download", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="top-k classes of image files")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="shipped models and finished runs")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("download", help="download the full CIFAR-10 (170 MB) with a progress bar")
+    p.add_argument("--data-dir", help="where to put it (default: $RESNET_DEMO_DATA, else ./data)")
 
     p = sub.add_parser("ship", help="copy a finished run into weights/ and record it in the manifest")
     p.add_argument("run", help="a finished run folder (with metrics.json)")
@@ -130,10 +134,12 @@ class ProgressPrinter:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            print(e["message"], file=sys.stderr)
+            if e.get("status") != "failed":  # a failure is printed once, as "error: ...", by cmd_train
+                print(e["message"], file=sys.stderr)
 
 
 def cmd_train(args) -> int:
+    from .sources import BUILTIN, plan
     from .train import TrainingError, train
 
     cfg = TrainConfig.from_namespace(args, command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
@@ -149,6 +155,9 @@ def cmd_train(args) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    data = plan(args.data_dir, args.preset, args.subset)
+    if data.kind == BUILTIN:
+        print(data.message, file=sys.stderr)
     try:
         train(cfg, ProgressPrinter(args.quiet), should_stop=lambda: stop["requested"])
     except TrainingError as e:
@@ -171,23 +180,28 @@ def _check_memory(cfg: TrainConfig) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import load_cifar10
     from .device import resolve_device
     from .evaluate import evaluate
     from .registry import resolve
+    from .sources import load_test_set
 
     entry = resolve(args.weights)
     device = resolve_device(args.device)
     model = entry.load(device)
-    data = load_cifar10(args.data_dir, download=False if args.no_download else None)
-    result = evaluate(model, data.test, device, flip_tta=args.flip_tta)
+    test, note = load_test_set(args.data_dir)
+    result = evaluate(model, test, device, flip_tta=args.flip_tta)
     result.pop("probs")
     result["model"] = entry.name
+    result["data"] = "builtin" if note else "full"
     if args.json:
         print(json.dumps(result))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         return 0
     print(f"{entry.label}: test accuracy {100 * result['accuracy']:.2f}% (error {100 - 100 * result['accuracy']:.2f}%) "
           f"on {result['n']:,} images" + (f"; flip-TTA {100 * result['accuracy_flip_tta']:.2f}%" if args.flip_tta else ""))
+    if note:
+        print(f"  note: {note}")
     for name, acc in result["per_class"].items():
         print(f"  {name:>10}: {100 * acc:.1f}%")
     return 0
@@ -244,6 +258,31 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from tqdm import tqdm
+
+    from .data import DataError, candidate_dirs, find_cifar10
+    from .download import URL, download_cifar10, offline_help
+
+    found = find_cifar10(args.data_dir)
+    if found is not None:
+        print(f"CIFAR-10 is already in {found}; nothing to download")
+        return 0
+    dest = candidate_dirs(args.data_dir)[0]
+    print(f"downloading CIFAR-10 from {URL} into {dest}", file=sys.stderr)
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True, file=sys.stderr) as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            folder = download_cifar10(dest, progress)
+        except DataError as e:
+            raise DataError(f"{e} {offline_help(dest)}") from None
+    print(f"CIFAR-10 is in {folder}: training and evaluation now use the full set")
+    return 0
+
+
 def _weights_size(size: int, if_over: str = "") -> str:
     """The budget sentence that ship and retire end with (with `if_over` appended when over it)."""
     from .ship import BUDGET_BYTES
@@ -288,7 +327,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "ship": cmd_ship, "retire": cmd_retire, "export": cmd_export}
+            "models": cmd_models, "download": cmd_download, "ship": cmd_ship, "retire": cmd_retire, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,15 @@
-"""CIFAR-10 from disk (or torchvision's download), and a loader that augments whole batches on the device.
+"""The full CIFAR-10 from disk (or downloaded), and a loader that augments whole batches on the device.
 
-Sources, searched in order: an explicit directory, $RESNET_DEMO_DATA, ./data. Each may hold the
-`train.npz`/`test.npz` pair that ../shared/cifar10/unpack.py writes, or torchvision's `cifar-10-batches-py`
-folder. If none has the data, torchvision downloads it into the first candidate (unless offline).
+Folders, searched in order: an explicit directory, $RESNET_DEMO_DATA, ./data. Each may hold a
+`train.npz`/`test.npz` pair (uint8 HWC `images` + `labels`, as save_npz_pair writes) or torchvision's
+`cifar-10-batches-py` folder. If none has it, download.py fetches it into the first of them (unless offline).
+Without it, some runs train on the built-in subset instead (sources.py).
 """
 from __future__ import annotations
 
 import os
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +33,10 @@ def eval_batch_size(device: torch.device | str) -> int:
     at 65 images/s against 120 at 250 (benchmarks/eval_faults.py; BENCHMARKS.md, Evaluation on the CPU).
     """
     return 2500 if torch.device(device).type == "cuda" else 250
+
+
+def offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").lower() in ("1", "true", "yes")
 
 
 class DataError(RuntimeError):
@@ -77,7 +84,7 @@ def _read_npz(path: Path) -> Split:
     try:
         with np.load(path, allow_pickle=False) as z:
             return Split(z["images"], z["labels"])
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is not a readable CIFAR-10 npz (needs 'images' and 'labels'): {e}") from e
 
 
@@ -108,45 +115,57 @@ def find_cifar10(data_dir: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def how_to_get(data_dir: str | os.PathLike | None = None) -> str:
+    """Where we looked for the full set, and how a person gets it there."""
+    dirs = candidate_dirs(data_dir)
+    return (f"The full CIFAR-10 was not found (looked in: {', '.join(map(str, dirs))}). Get it with "
+            f"`python -m resnet_demo download` (170 MB, into {dirs[0]}), or copy torchvision's cifar-10-batches-py "
+            f"folder into {dirs[0]}, or set {ENV_DATA} to a folder that holds it.")
+
+
 def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool | None = None) -> Cifar10:
+    """The full set; when it is nowhere to be found, downloaded into the first candidate folder (unless offline)."""
     if download is None:
-        download = os.environ.get(ENV_OFFLINE, "") not in ("1", "true", "yes")
+        download = not offline()
     d = find_cifar10(data_dir)
     if d is not None:
         if (d / "train.npz").is_file():
             return Cifar10(_read_npz(d / "train.npz"), _read_npz(d / "test.npz"), source=str(d))
         return _read_torchvision(d.parent if d.name == "cifar-10-batches-py" else d)
-    looked = ", ".join(str(p) for p in candidate_dirs(data_dir))
-    how = (
-        f"Get it with `python ../shared/cifar10/unpack.py ../shared/cifar10 data` (this workplace), or put "
-        f"torchvision's cifar-10-batches-py folder in one of those directories, or set {ENV_DATA}."
-    )
     if not download:
-        raise DataError(f"CIFAR-10 not found (looked in: {looked}). {how}")
+        raise DataError(how_to_get(data_dir))
+    from .download import download_cifar10, progress_lines
+
     root = candidate_dirs(data_dir)[0]
+    print(f"The full CIFAR-10 was not found; downloading it into {root} ...", file=sys.stderr, flush=True)
     try:
-        print(f"CIFAR-10 not found (looked in: {looked}); downloading it into {root} with torchvision ...", flush=True)
-        return _read_torchvision(root, download=True)
-    except Exception as e:  # no network, proxy, disk: one message, no traceback
-        raise DataError(f"CIFAR-10 not found (looked in: {looked}) and the download failed ({e}). {how}") from e
+        return _read_torchvision(download_cifar10(root, progress_lines()).parent)
+    except DataError as e:
+        raise DataError(f"{how_to_get(data_dir)} The download failed: {e}") from None
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of n items with the classes as balanced as the labels allow, random within each class;
+    deterministic in seed."""
+    if n <= 0:
+        raise ValueError("subset size must be positive")
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(len(CLASSES))]
+    take: list[int] = []
+    depth = 0
+    while len(take) < min(n, len(labels)):  # round-robin over classes, so every class gets n // 10 (+1)
+        for idx in per_class:
+            if depth < len(idx) and len(take) < n:
+                take.append(int(idx[depth]))
+        depth += 1
+    return np.sort(np.asarray(take, dtype=np.int64))
 
 
 def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
     """n images with the classes as balanced as the split allows; deterministic in seed."""
     if n >= len(split):
         return split
-    if n <= 0:
-        raise ValueError("subset size must be positive")
-    rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(split.labels == c)) for c in range(len(CLASSES))]
-    take: list[int] = []
-    depth = 0
-    while len(take) < n:  # round-robin over classes, so every class gets n // 10 (+1)
-        for idx in per_class:
-            if depth < len(idx) and len(take) < n:
-                take.append(int(idx[depth]))
-        depth += 1
-    chosen = np.sort(np.asarray(take))
+    chosen = stratified_indices(split.labels, n, seed)
     return Split(split.images[chosen], split.labels[chosen])
 
 

@@ -10,7 +10,7 @@ CLASSES: tuple[str, ...] = (
 )
 
 # Per-channel statistics of the 50,000 CIFAR-10 training images on a 0..1 scale (measured on the genuine
-# set; see ../shared/cifar10/SOURCE.md). Training and inference both normalise with these.
+# set; tests/test_realdata.py recomputes the mean). Training and inference both normalise with these.
 MEAN: tuple[float, float, float] = (0.49139968, 0.48215841, 0.44653091)
 STD: tuple[float, float, float] = (0.24703223, 0.24348513, 0.26158784)
 

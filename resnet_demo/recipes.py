@@ -22,13 +22,21 @@ class Recipe:
     warmup: float = 0.0      # one-cycle: fraction of the steps spent warming up
     description: str = ""   # holds for any --epochs: the length lives in `epochs`, which runs may override
     epochs_by_depth: tuple[tuple[int, int], ...] = ()  # (depth, epochs) where the length depends on the depth
+    same_work: bool = False  # `epochs` counts passes over the full set; a smaller set gets proportionally more
+    builtin_fallback: bool = False  # without the full set, train on the built-in subset (sources.py)
 
-    def epochs_for(self, depth: int) -> int:
-        """The length for this depth: the entry of the nearest listed depth at or above it (the deepest's beyond
-        them all), or `epochs` where the recipe does not depend on depth."""
-        if not self.epochs_by_depth:
-            return self.epochs
-        return next((e for d, e in sorted(self.epochs_by_depth) if d >= depth), max(self.epochs_by_depth)[1])
+    def epochs_for(self, depth: int | None = None, train_images: int | None = None) -> int:
+        """The default length for this depth and set size.
+
+        By depth (table6): the entry of the nearest listed depth at or above it, the deepest's beyond them all.
+        By size (same_work): the same number of training steps whatever the size (classroom: 3 epochs of the full
+        50,000 images, 30 of the built-in 5,000)."""
+        epochs = self.epochs
+        if self.epochs_by_depth and depth is not None:
+            epochs = next((e for d, e in sorted(self.epochs_by_depth) if d >= depth), max(self.epochs_by_depth)[1])
+        if self.same_work and train_images is not None:
+            epochs = max(1, round(epochs * FULL_TRAIN_IMAGES / max(1, train_images)))
+        return epochs
 
     def lr_at(self, step: int, total_steps: int) -> float:
         if self.schedule == "paper":
@@ -45,13 +53,14 @@ class Recipe:
         return asdict(self)
 
 
-PAPER_ITERATIONS = 64_000
+FULL_TRAIN_IMAGES = 50_000
+PAPER_ITERATIONS = 64_000  # at batch 128: 164 epochs of 50,000 images
 
 # The table6 preset's epochs per depth (docs/GPU.md, "The recipe"): the fewest (in fives) at which the final test
 # accuracy, interpolated log-linearly in the epochs between the shipped 40- and 100-epoch `fast` runs of the
 # same depth (batch 256), clears Table 6 by 0.2 points. A cosine schedule reaches its accuracy only in its last
 # ~15 % (those runs crossed Table 6 at 85-91 % of their length), so the length is what decides the time.
-TABLE6_EPOCHS: tuple[tuple[int, int], ...] = ((20, 40), (32, 75), (44, 65), (56, 85), (110, 85))  # at batch 128: 164 epochs of 50,000 images
+TABLE6_EPOCHS: tuple[tuple[int, int], ...] = ((20, 40), (32, 75), (44, 65), (56, 85), (110, 85))
 
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
@@ -76,14 +85,18 @@ RECIPES: dict[str, Recipe] = {
     "classroom": Recipe(
         "classroom", epochs=3, batch_size=128, lr=0.15, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.2,
-        description="Real learning within minutes on a laptop CPU: a few epochs of one-cycle SGD.",
+        same_work=True, builtin_fallback=True,
+        description="Real learning within minutes on a laptop CPU: one-cycle SGD for as many steps as a few passes "
+                    "over the full set take, whatever the number of training images (more epochs on fewer); "
+                    "without the full set it trains on the built-in subset.",
     ),
 }
 
 def get_recipe(name: str, device_type: str = "cpu", epochs: int | None = None, batch_size: int | None = None,
-               lr: float | None = None, depth: int | None = None) -> Recipe:
-    """The preset's recipe with a run's overrides. The same on every device: a GPU trains at the batch the
-    recipes were proven at (batch 512 on a GPU fell short of batch 256's accuracy, docs/GPU.md)."""
+               lr: float | None = None, depth: int | None = None, train_images: int | None = None) -> Recipe:
+    """The preset's recipe with a run's overrides; the depth and the set it trains on (`train_images`) set the
+    default length. The same on every device: a GPU trains at the batch the recipes were proven at (batch 512 on
+    a GPU fell short of batch 256's accuracy, docs/GPU.md)."""
     if name not in RECIPES:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(RECIPES)}")
     r = RECIPES[name]
@@ -93,8 +106,8 @@ def get_recipe(name: str, device_type: str = "cpu", epochs: int | None = None, b
         if epochs < 1:
             raise ValueError("epochs must be at least 1")
         r = replace(r, epochs=epochs)
-    elif depth is not None:
-        r = replace(r, epochs=r.epochs_for(depth))
+    elif depth is not None or train_images is not None:
+        r = replace(r, epochs=r.epochs_for(depth=depth, train_images=train_images))
     if lr is not None:
         r = replace(r, lr=lr)
     return r

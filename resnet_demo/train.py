@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig
-from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, load_cifar10, stratified_subset
+from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, stratified_subset
 from .device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
 from .distributed import World, all_sum
 from .evaluate import evaluate, save_predictions
@@ -37,6 +37,7 @@ from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_e
 from .model import CifarResNet, count_params
 from .paper import CLASSES, MEAN, STD
 from .recipes import WARMUP_110, Recipe, get_recipe
+from .sources import data_record, load_for_training
 from .storage import StorageError, atomic_write_json
 from .weights import WeightsError, save_model
 
@@ -141,7 +142,7 @@ FAILURES = (DataError, WeightsError, StorageError, ValueError, TrainingError, to
 def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Train as configured; returns the final record (metrics.json) or the 'end' event of a stopped run."""
     t0 = time.time()
-    cfg, recipe, device, world = _prepare(cfg)
+    cfg, recipe, device, world, data = _prepare(cfg)
     out = Path(cfg.out)
     if world.is_main and not cfg.resume:
         (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
@@ -151,7 +152,7 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     stop = distributed.agreed(StopRequest(out, should_stop), device, world)
     run = None
     try:
-        run = _setup(cfg, recipe, device, world, emit, stop)
+        run = _setup(cfg, recipe, device, world, data, emit, stop)
         result = _loop(run)
         distributed.leave(world)
         return result
@@ -163,8 +164,9 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     raise TrainingError(msg)
 
 
-def _prepare(cfg: TrainConfig) -> tuple[TrainConfig, Recipe, torch.device, World]:
-    """The settings checked and completed, before anything in the run folder is touched."""
+def _prepare(cfg: TrainConfig) -> tuple[TrainConfig, Recipe, torch.device, World, Cifar10]:
+    """The settings checked and completed, and the data read, before anything in the run folder is touched: a run
+    refused, or without data, leaves no run folder behind."""
     out = Path(cfg.out)
     try:
         if cfg.resume and (out / ckpt.FILENAME).is_file():
@@ -176,14 +178,20 @@ def _prepare(cfg: TrainConfig) -> tuple[TrainConfig, Recipe, torch.device, World
                              "(--step auto) replays the whole step as a CUDA graph instead")
     except ValueError as e:
         raise TrainingError(str(e)) from None
+    try:
+        data = load_for_training(cfg.data_dir, cfg.preset, cfg.subset, cfg.download)
+    except DataError as e:
+        raise TrainingError(str(e)) from None
     world, device = distributed.join(device)
-    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth)
+    n_train = min(cfg.subset or len(data.train), len(data.train))
+    recipe = get_recipe(cfg.preset, device.type, cfg.epochs, cfg.batch_size, cfg.lr, depth=cfg.depth,
+                        train_images=n_train)
     if recipe.batch_size % world.size:
         raise TrainingError(f"batch size {recipe.batch_size} does not split evenly over {world.size} processes")
     if not cfg.resume and (out / ckpt.FILENAME).exists():
         raise TrainingError(f"{out} already holds a training run's checkpoint; continue it with --resume, "
                             f"or choose another --out (nothing was overwritten)")
-    return cfg, recipe, device, world
+    return cfg, recipe, device, world, data
 
 
 def _saved_config(out: Path) -> dict:
@@ -205,12 +213,11 @@ def _failure_message(e: BaseException, recipe: Recipe, out: Path) -> str:
 # ---------------------------------------------------------------- setup
 
 
-def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World, emit: Listener,
+def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World, data: Cifar10, emit: Listener,
            stop: Callable[[], bool]) -> Run:
     out = Path(cfg.out)
     saved = _saved_config(out) if cfg.resume else {}
-    cfg.check_resume(saved, recipe)  # before the data are read: a refusal should not take minutes
-    data = load_cifar10(cfg.data_dir, download=cfg.download)
+    cfg.check_resume(saved, recipe)
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
     if len(train_split) < recipe.batch_size:
@@ -256,7 +263,8 @@ def _restore(cfg: TrainConfig, raw: CifarResNet, optimizer: torch.optim.Optimize
 
 def _announce(run: Run, train_images: int, test_images: int) -> None:
     """config.json, then the start event: what this run (or this part of a resumed run) is."""
-    record = {**run.cfg.to_json(), "recipe": run.recipe.to_dict(), "precision_used": precision_label(run.amp_dtype)}
+    record = {**run.cfg.to_json(), "recipe": run.recipe.to_dict(), "precision_used": precision_label(run.amp_dtype),
+              "data": data_record(run.data)}
     if run.world.is_main:
         atomic_write_json(run.out / "config.json", record)
     resumed = run.step if run.cfg.resume and (run.out / ckpt.FILENAME).is_file() else None
@@ -415,7 +423,7 @@ def _finish(run: Run) -> dict:
         **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(run.raw),
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
         "recipe": run.recipe.to_dict(), "preset": run.cfg.preset, "epochs": run.recipe.epochs, "seed": run.cfg.seed,
-        "subset": run.cfg.subset, "command": run.cfg.command, "wall_time_s": round(wall, 1), "steps": run.step,
+        "subset": run.cfg.subset, "data": data_record(run.data), "command": run.cfg.command, "wall_time_s": round(wall, 1), "steps": run.step,
         "hardware": across_run(run.out, lambda e: e.get("device")) or hardware_name(run.device, run.world.size),
         "torch": torch.__version__,
         "step_path": across_run(run.out, lambda e: e.get("step_path")) or "eager",
@@ -429,9 +437,11 @@ def _finish(run: Run) -> dict:
     if "accuracy_flip_tta" in result:
         record["test_accuracy_flip_tta"] = result["accuracy_flip_tta"]
     atomic_write_json(run.out / "metrics.json", record)
+    builtin = record["data"]["kind"] == "builtin"
     run.emit({"type": "end", "status": "completed", "step": run.step, "elapsed_s": wall,
-              "test_accuracy": result["accuracy"],
-              "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% ({arch.label})"})
+              "test_accuracy": result["accuracy"], "test_images": result["n"], "data": record["data"]["kind"],
+              "message": f"finished: test accuracy {100 * result['accuracy']:.2f}% on {result['n']:,} "
+                         f"{'built-in ' if builtin else ''}test images ({arch.label})"})
     return record
 
 

@@ -29,8 +29,8 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 def real_data_dir() -> Path:
     d = os.environ.get(REAL_DATA_ENV)
     if not d or not (Path(d) / "test.npz").is_file() and not (Path(d) / "cifar-10-batches-py").is_dir():
-        pytest.skip(f"real CIFAR-10 not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
-                    f"(`python ../shared/cifar10/unpack.py ../shared/cifar10 DIR`; .ci/run does this)")
+        pytest.skip(f"the full CIFAR-10 is not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
+                    f"or cifar-10-batches-py (`python -m resnet_demo download --data-dir DIR` fetches it)")
     return Path(d).resolve()  # subprocess tests run elsewhere: a relative path would not travel
 
 

@@ -182,3 +182,26 @@ def test_training_images_cannot_be_fewer_than_one_batch(env):
     assert at.number_input(key="train_subset_cpu").value == 1024 and not at.button(key="train_start").disabled
     at.number_input(key="train_batch_classroom").set_value(256).run()  # ...and the number stays when it shrinks
     assert at.number_input(key="train_subset_cpu").value == 1024 and at.number_input(key="train_subset_cpu").min == 256
+
+
+def test_without_the_full_set_the_page_says_what_it_trains_on(app_env):
+    # A new user's machine: no data set, no internet. The classroom preset trains on the built-in subset and says
+    # so before Start; a run that needs the full set says how to get it and cannot start; the download explains
+    # itself when there is no network.
+    at = open_page("train")
+    assert_clean(at)
+    assert any(i.value.startswith("No full CIFAR-10 found; training on the built-in 5,000-image subset")
+               for i in at.info)
+    assert not at.button(key="train_start").disabled
+    assert at.number_input(key="train_epochs_classroom").value == 30  # the same steps as 3 epochs of 50,000
+    at.selectbox(key="train_preset").set_value("fast").run()
+    at.number_input(key="train_subset_cpu").set_value(50_000).run()
+    assert_clean(at)
+    assert any("`python -m resnet_demo download`" in w.value for w in at.warning)
+    assert at.button(key="train_start").disabled
+    at.button(key="train_download").click().run()
+    assert_clean(at)
+    assert any(e.value.startswith("The download failed: downloads are switched off") and
+               "cifar-10-batches-py" in e.value for e in at.error)
+    for element in [*at.info, *at.warning, *at.error]:
+        assert "../" not in element.value

@@ -1,6 +1,7 @@
 """`python -m resnet_demo train` as a person runs it: failures are one "error:" line and a non-zero exit."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,15 +18,43 @@ def run(*args: str, cwd: Path, **env) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1", **env}, timeout=300)
 
 
-def test_train_without_data_names_where_it_looked(tmp_path):
+def _without_data(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """A CLI command as a new user runs it: no data set anywhere, no internet, from a folder of their own."""
     env = {k: v for k, v in os.environ.items() if k != "RESNET_DEMO_DATA"}
-    proc = subprocess.run([sys.executable, "-m", "resnet_demo", "train", "--depth", "8", "--device", "cpu",
-                           "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--quiet"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={**env, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1"})
+    return subprocess.run([sys.executable, "-m", "resnet_demo", *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, env={**env, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1"})
+
+
+def test_train_without_data_says_once_how_to_get_it_and_leaves_no_run(tmp_path):
+    # The fast preset on all 50,000 images needs the full set; the built-in subset would not be honest for it.
+    proc = _without_data(tmp_path, "train", "--depth", "8", "--preset", "fast", "--device", "cpu",
+                         "--data-dir", str(tmp_path / "nowhere"), "--quiet")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert "error: CIFAR-10 not found (looked in: " in proc.stderr and str(tmp_path / "nowhere") in proc.stderr
+    assert proc.stderr.count("error:") == 1 and proc.stderr.count("was not found") == 1, proc.stderr
+    assert "error: The full CIFAR-10 was not found (looked in: " in proc.stderr
+    assert str(tmp_path / "nowhere") in proc.stderr and "`python -m resnet_demo download`" in proc.stderr
+    assert "../" not in proc.stderr  # no folder of the machine it was made on
+    assert not (tmp_path / "runs").exists(), "a run that never started left a folder behind"
+
+
+def test_a_failed_run_prints_its_error_once(tmp_path, synthetic_data_dir):
+    proc = run("train", "--depth", "8", "--epochs", "1", "--batch-size", "64", "--lr", "1e12", "--test-subset", "10",
+               "--device", "cpu", "--data-dir", str(synthetic_data_dir), "--out", str(tmp_path / "r"), "--quiet",
+               cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("diverged") == 1 and proc.stderr.count("error:") == 1, proc.stderr
+
+
+def test_evaluate_without_the_full_set_uses_the_builtin_test_subset(tmp_path):
+    proc = _without_data(tmp_path, "evaluate", "--weights", "resnet20-e100", "--device", "cpu")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "on 1,000 images" in proc.stdout and "built-in 1,000-image test subset, not the full 10,000" in proc.stdout
+    proc = _without_data(tmp_path, "evaluate", "--weights", "resnet20-e100", "--device", "cpu", "--json")
+    assert proc.returncode == 0
+    result = json.loads(proc.stdout)
+    assert result["n"] == 1000 and result["data"] == "builtin" and result["accuracy"] > 0.85
+    assert "note: evaluated on the built-in" in proc.stderr
 
 
 def test_train_refusals_are_clear(tmp_path, synthetic_data_dir):

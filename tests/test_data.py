@@ -86,13 +86,9 @@ def test_search_order_explicit_then_env_then_cwd(tmp_path, monkeypatch):
 
 
 def test_missing_data_names_where_it_looked_and_does_not_download_offline(tmp_path, monkeypatch):
-    import torchvision.datasets.cifar as tv_cifar
+    from resnet_demo import download
 
-    def no_network(*a, **k):
-        raise AssertionError("tried to download while offline")
-
-    monkeypatch.setattr(tv_cifar.CIFAR10, "download", no_network)
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(download, "urlopen", lambda *a, **k: pytest.fail("tried to download while offline"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data_mod.ENV_DATA, str(tmp_path / "env-dir"))
     monkeypatch.setenv(data_mod.ENV_OFFLINE, "1")  # download=None means: follow this
@@ -100,20 +96,25 @@ def test_missing_data_names_where_it_looked_and_does_not_download_offline(tmp_pa
         load_cifar10(tmp_path / "nowhere")
     msg = str(e.value)
     assert "not found" in msg and str(tmp_path / "nowhere") in msg and str(tmp_path / "env-dir") in msg
-    assert "data" in msg and "unpack.py" in msg and data_mod.ENV_DATA in msg
+    assert "`python -m resnet_demo download`" in msg and "cifar-10-batches-py" in msg and data_mod.ENV_DATA in msg
+    assert "../" not in msg
 
 
 def test_failed_download_is_one_clear_data_error(tmp_path, monkeypatch):
-    import torchvision.datasets.cifar as tv_cifar
+    from urllib.error import URLError
 
-    def offline(*a, **k):
-        raise OSError("network is unreachable")
+    from resnet_demo import download
 
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    def unreachable(*a, **k):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(download, "urlopen", unreachable)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(data_mod.ENV_DATA, raising=False)
-    with pytest.raises(DataError, match="download failed.*network is unreachable"):
+    monkeypatch.delenv(data_mod.ENV_OFFLINE, raising=False)
+    with pytest.raises(DataError, match="download failed.*network is unreachable.*online"):
         load_cifar10(tmp_path / "target", download=True)
+    assert list((tmp_path / "target").iterdir()) == []  # nothing half-written
 
 
 def test_unreadable_npz_is_a_data_error(tmp_path):

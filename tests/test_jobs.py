@@ -71,10 +71,11 @@ def test_finished_run_is_listed_everywhere(runs):
 def test_a_failed_run_says_why(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_DEMO_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.chdir(tmp_path)  # so ./data is not found either
-    run_id = jobs.start(TrainConfig(**TINY, epochs=1), runs)
+    # The fast preset on all 50,000 images: more than the built-in subset holds, so without the full set it cannot start.
+    run_id = jobs.start(TrainConfig(**{**TINY, "subset": None, "preset": "fast"}, epochs=1), runs)
     s = jobs.wait(run_id, runs, timeout=180)
     assert s.state == "failed"
-    assert "CIFAR-10 not found" in s.message
+    assert "The full CIFAR-10 was not found" in s.message and "python -m resnet_demo download" in s.message
     assert not s.resumable  # no checkpoint was ever written
 
 

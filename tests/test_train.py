@@ -328,8 +328,10 @@ def test_full_disk_keeps_the_last_good_checkpoint(synthetic_data_dir, tmp_path, 
 def test_missing_data_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RESNET_DEMO_DATA", raising=False)
-    with pytest.raises(TrainingError, match=r"CIFAR-10 not found \(looked in: .*nowhere"):
-        train(cfg(tmp_path / "nowhere", tmp_path / "r"))
+    # The fast preset on all 50,000 images needs the full set (the classroom preset would use the built-in subset).
+    with pytest.raises(TrainingError, match=r"The full CIFAR-10 was not found \(looked in: .*nowhere.*resnet_demo download"):
+        train(cfg(tmp_path / "nowhere", tmp_path / "r", preset="fast"))
+    assert not (tmp_path / "r").exists()  # the data is checked before the run folder is made
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")

@@ -11,8 +11,10 @@ import time
 import streamlit as st
 import torch
 
-from ... import jobs
+from ... import jobs, sources
 from ...config import TrainConfig
+from ...data import candidate_dirs, find_cifar10
+from ...download import DownloadError, download_cifar10, offline_help
 from ...events import current_phase
 from ...events import epochs as epoch_rows
 from ...model import Arch
@@ -55,7 +57,7 @@ def _settings_panel() -> None:
     devices = ["cuda", "cpu"] if cuda else ["cpu"]
     device = st.selectbox("Device", devices, key="train_device",
                           format_func=lambda d: f"CUDA GPU ({torch.cuda.get_device_name(0)})" if d == "cuda" else "CPU")
-    settings = _run_settings(arch, preset, device)
+    settings, data = _run_settings(arch, preset, device)
     problem = None
     if arch is not None:
         try:
@@ -65,25 +67,33 @@ def _settings_panel() -> None:
             st.error(problem)
     if arch is not None and problem is None:
         problem = teacher.fit(settings)
-    _start_button(settings, disabled=running or arch is None or problem is not None or not teacher.can_control(),
-                  running=running)
+    _start_button(settings, disabled=running or arch is None or problem is not None or not teacher.can_control()
+                  or data.kind == sources.MISSING, running=running)
 
 
-def _run_settings(arch: Arch | None, preset: str, device: str) -> TrainConfig:
-    """The length, data and batch fields, and the run they describe (the depth of a refused arch is a stand-in)."""
+def _run_settings(arch: Arch | None, preset: str, device: str) -> tuple[TrainConfig, sources.Plan]:
+    """The length, data and batch fields, the run they describe (the depth of a refused arch is a stand-in), and
+    which data it would train on."""
     on_gpu, recipe = device == "cuda", RECIPES[preset]
-    length = recipe.epochs_for(arch.depth if arch is not None else 20)
-    by_depth = f"_{length}" if recipe.epochs_by_depth else ""  # table6: a new depth, its own default
-    epochs = int(st.number_input("Epochs", min_value=1, max_value=1000, value=length,
-                                 key=f"train_epochs_{preset}{by_depth}", help="The schedule stretches to fit."))
+    depth = arch.depth if arch is not None else 20
+    by_depth = f"_{recipe.epochs_for(depth=depth)}" if recipe.epochs_by_depth else ""  # table6: a depth's own default
+    epochs_key = f"train_epochs_{preset}{by_depth}"
     batch_key = f"train_batch_{preset}"
-    subset = _training_images(device, int(st.session_state.get(batch_key, recipe.batch_size)), on_gpu)
+    subset = _training_images(device, int(st.session_state.get(batch_key, recipe.batch_size)), on_gpu,
+                              epochs_key if recipe.same_work else None)
+    epochs = int(st.number_input("Epochs", min_value=1, max_value=1000,
+                                 value=min(1000, recipe.epochs_for(depth=depth, train_images=subset)),
+                                 key=epochs_key, help="The schedule stretches to fit."))
+    data = sources.plan(None, preset, None if subset >= FULL_TRAIN else subset)
+    _data_notice(data)
+    final_test = (f"all {data.test_images:,} built-in test images" if data.kind == sources.BUILTIN
+                  else "all 10,000 test images")
     with st.expander("Advanced"):
         test_subset = int(st.number_input("Test images per epoch", min_value=10, max_value=FULL_TEST,
                                           value=FULL_TEST if on_gpu else 2000, step=500,
                                           key=f"train_test_subset_{device}",
                                           help="For the per-epoch test curve only; the final accuracy always "
-                                               "uses all 10,000 test images."))
+                                               f"uses {final_test}."))
         batch = int(st.number_input("Batch size", min_value=8, max_value=4096, value=recipe.batch_size,
                                     step=32, key=batch_key, help="The learning rate scales linearly with it."))
         seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="train_seed"))
@@ -92,17 +102,46 @@ def _run_settings(arch: Arch | None, preset: str, device: str) -> TrainConfig:
     return TrainConfig(
         depth=arch.depth, plain=arch.plain, shortcut=arch.shortcut, preset=preset, epochs=epochs,
         subset=None if subset >= FULL_TRAIN else subset, test_subset=None if test_subset >= FULL_TEST else test_subset,
-        batch_size=None if batch == recipe.batch_size else batch, device=device, seed=seed)
+        batch_size=None if batch == recipe.batch_size else batch, device=device, seed=seed), data
 
 
-def _training_images(device: str, batch: int, on_gpu: bool) -> int:
+def _training_images(device: str, batch: int, on_gpu: bool, epochs_key: str | None) -> int:
     """The Training images field, never below one batch (a run trains on whole batches). Its lower bound follows
-    the batch size; the number typed is kept, raised to one batch if the batch outgrew it."""
+    the batch size; the number typed is kept, raised to one batch if the batch outgrew it. With `epochs_key` (a
+    preset that keeps the number of steps), a new number resets the Epochs field to the preset's length for it."""
     key = f"train_subset_{device}"
-    typed = st.session_state.get(key, FULL_TRAIN if on_gpu else 5000)
+    typed = st.session_state.get(key, FULL_TRAIN if on_gpu and find_cifar10() is not None else 5000)
+    same_steps = (" The classroom preset trains for the same number of steps whatever the number: more epochs on "
+                  "fewer images." if epochs_key else "")
     return int(st.number_input("Training images", min_value=batch, max_value=FULL_TRAIN, value=max(batch, typed),
-                               step=1000, key=key, help=f"A stratified subset trains faster; 50,000 is the whole "
-                                                        f"set. At least one batch ({batch:,} images)."))
+                               step=1000, key=key,
+                               on_change=(lambda: st.session_state.pop(epochs_key, None)) if epochs_key else None,
+                               help=f"A stratified subset trains faster; 50,000 is the whole set. At least one batch "
+                                    f"({batch:,} images).{same_steps}"))
+
+
+def _data_notice(data: sources.Plan) -> None:
+    """Before Start: which data the run will use, and a way to get the full set when it is absent."""
+    if data.kind == sources.FULL:
+        return
+    (st.info if data.kind == sources.BUILTIN else st.warning)(data.message)
+    if st.button("Download the full CIFAR-10 (170 MB)", icon=":material/download:", key="train_download",
+                 disabled=live.poller().active() is not None or not teacher.can_control(),
+                 help=teacher.locked_help()):
+        dest = candidate_dirs()[0]
+        bar = st.progress(0.0, text="Downloading CIFAR-10…")
+
+        def progress(done: int, total: int | None) -> None:
+            text = f"Downloading CIFAR-10: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
+            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+        try:
+            download_cifar10(dest, progress)
+        except DownloadError as e:
+            bar.empty()
+            st.error(f"The download failed: {e} {offline_help(dest)}")
+        else:
+            st.rerun()
 
 
 def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
@@ -115,6 +154,29 @@ def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
         run_id = teacher.start(settings)
         if run_id is not None:
             st.session_state["train_run"] = run_id
+            st.rerun()
+
+
+def _data_notice(data: sources.Plan) -> None:
+    """Before Start: which data the run will use, and a way to get the full set when it is absent."""
+    if data.kind == sources.FULL:
+        return
+    (st.info if data.kind == sources.BUILTIN else st.warning)(data.message)
+    if st.button("Download the full CIFAR-10 (170 MB)", icon=":material/download:", key="train_download",
+                 disabled=jobs.active() is not None):
+        dest = candidate_dirs()[0]
+        bar = st.progress(0.0, text=f"Downloading CIFAR-10 into {dest}…")
+
+        def progress(done: int, total: int | None) -> None:
+            text = f"Downloading CIFAR-10 into {dest}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
+            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+        try:
+            download_cifar10(dest, progress)
+        except DownloadError as e:
+            bar.empty()
+            st.error(f"The download failed: {e} {offline_help(dest)}")
+        else:
             st.rerun()
 
 
@@ -211,15 +273,17 @@ def _stop_buttons(run: jobs.RunStatus) -> None:
 def _outcome(run: jobs.RunStatus, start: dict | None) -> None:
     """How a run that is no longer running ended, and Resume where it can go on."""
     if run.state == "completed":
-        acc = (run.last("end") or {}).get("test_accuracy")
+        end = run.last("end") or {}
+        acc, n = end.get("test_accuracy"), end.get("test_images")
+        on = f"{n:,} {'built-in ' if end.get('data') == 'builtin' else ''}test images" if n else "all test images"
         if acc is None:
             st.success(run.message)
         elif at_chance_level(acc):
-            st.warning(f"Finished: test accuracy {100 * acc:.2f}% on all test images, no better than guessing "
+            st.warning(f"Finished: test accuracy {100 * acc:.2f}% on {on}, no better than guessing "
                        "one of the ten classes, so it is not offered as a model on the other pages. Train for more "
                        "steps (more epochs or more images) to get a model worth a look.")
         else:
-            st.success(f"Finished: test accuracy {100 * acc:.2f}% on all test images. The model is now listed on "
+            st.success(f"Finished: test accuracy {100 * acc:.2f}% on {on}. The model is now listed on "
                        "every page.")
     elif run.state == "stopped":
         end, total = run.last("end") or {}, (start or {}).get("total_steps")
