@@ -95,7 +95,7 @@ def test_classroom_epochs_follow_the_set_size():
     from resnet_demo.recipes import RECIPES, get_recipe
 
     r = RECIPES["classroom"]
-    assert r.epochs_for(50_000) == r.epochs and r.epochs_for(5_000) == 10 * r.epochs
+    assert r.epochs_for(train_images=50_000) == r.epochs and r.epochs_for(train_images=5_000) == 10 * r.epochs
     assert get_recipe("classroom", train_images=5_000).epochs == 10 * r.epochs
     assert get_recipe("classroom", epochs=2, train_images=5_000).epochs == 2  # --epochs wins
     assert get_recipe("fast", train_images=5_000).epochs == RECIPES["fast"].epochs

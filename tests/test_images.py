@@ -169,9 +169,9 @@ def test_predict_cli_one_json_line_per_file(image_files, tiny_weights_dir, tmp_p
     assert [r["file"] for r in lines] == files
     for r in lines:
         if r["file"] in bad:
-            assert set(r) == {"file", "error"} and r["error"]
+            assert set(r) == {"file", "model", "error"} and r["error"] and r["model"] == "resnet8"
         else:
-            assert set(r) == {"file", "top"} and len(r["top"]) == 3
+            assert set(r) == {"file", "model", "top"} and len(r["top"]) == 3
             assert all(set(t) == {"label", "prob"} for t in r["top"])
             probs = [t["prob"] for t in r["top"]]
             assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6

@@ -28,7 +28,8 @@ def _pins(lines: list[str]) -> dict[str, str]:
 
 def test_pyproject_pins_match_requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = _pins(project["dependencies"]) | _pins(project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    declared = _pins(project["dependencies"]) | _pins(extras["onnx"]) | _pins(extras["test"])
     assert declared == _pins((ROOT / "requirements.txt").read_text().splitlines())
     assert project["scripts"] == {"resnet-demo": "resnet_demo.cli:main"}
 
