@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import cpu_model  # noqa: E402
+from resnet_demo.device import cpu_model  # noqa: E402
 from resnet_demo.anatomy import response_stds  # noqa: E402
 from resnet_demo.data import Split, load_cifar10, normalize  # noqa: E402
 from resnet_demo.knockout import Counts, knockout_table  # noqa: E402
