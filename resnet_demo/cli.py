@@ -261,7 +261,7 @@ def cmd_models(args) -> int:
 def cmd_download(args) -> int:
     from tqdm import tqdm
 
-    from .data import DataError, candidate_dirs, find_cifar10
+    from .data import DataError, candidate_dirs, find_cifar10, offline
     from .download import URL, download_cifar10, offline_help
 
     found = find_cifar10(args.data_dir)
@@ -269,6 +269,8 @@ def cmd_download(args) -> int:
         print(f"CIFAR-10 is already in {found}; nothing to download")
         return 0
     dest = candidate_dirs(args.data_dir)[0]
+    if offline():  # say so before a progress bar that would never move
+        raise DataError(f"downloads are switched off here (RESNET_DEMO_OFFLINE=1). {offline_help(dest)}")
     print(f"downloading CIFAR-10 from {URL} into {dest}", file=sys.stderr)
     with tqdm(unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True, file=sys.stderr) as bar:
         def progress(done: int, total: int | None) -> None:
