@@ -316,7 +316,7 @@ def test_compare_view_keeps_class_names_whole(page, app, tiny_run):
                 tick, name = ticks.nth(j).bounding_box(), ticks.nth(j).text_content().strip()
                 names.append(name)
                 assert chart["x"] <= tick["x"] and tick["x"] + tick["width"] <= chart["x"] + chart["width"], name
-        assert len(names) == 10 and "automobile" in names, names  # two charts, the true class among the five
+        assert len(names) >= 10 and len(names) % 5 == 0 and "automobile" in names, names  # a top five a chart
     finally:
         shutil.rmtree(second)
 
