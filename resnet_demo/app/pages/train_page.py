@@ -157,29 +157,6 @@ def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
             st.rerun()
 
 
-def _data_notice(data: sources.Plan) -> None:
-    """Before Start: which data the run will use, and a way to get the full set when it is absent."""
-    if data.kind == sources.FULL:
-        return
-    (st.info if data.kind == sources.BUILTIN else st.warning)(data.message)
-    if st.button("Download the full CIFAR-10 (170 MB)", icon=":material/download:", key="train_download",
-                 disabled=jobs.active() is not None):
-        dest = candidate_dirs()[0]
-        bar = st.progress(0.0, text=f"Downloading CIFAR-10 into {dest}…")
-
-        def progress(done: int, total: int | None) -> None:
-            text = f"Downloading CIFAR-10 into {dest}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
-            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
-
-        try:
-            download_cifar10(dest, progress)
-        except DownloadError as e:
-            bar.empty()
-            st.error(f"The download failed: {e} {offline_help(dest)}")
-        else:
-            st.rerun()
-
-
 # ------------------------------------------------------------------ live view of the job
 
 
