@@ -50,8 +50,8 @@ MODEL_BYTES_PER_PARAM = 4 * 3 + 8 + 2       # weight, grad, momentum; a checkpoi
 
 # Fitted to the measured peaks (BENCHMARKS.md, "Training memory"): the trainer's resident memory before its first
 # batch, and its peak bytes per byte the fp32 count says autograd saves, for each precision.
-CPU_FRAMEWORK = 0.62 * GB
-CPU_ACTIVATION_FACTOR = {"fp32": 1.45, "bf16 autocast": 1.0}
+CPU_FRAMEWORK = 0.78 * GB
+CPU_ACTIVATION_FACTOR = {"fp32": 1.32, "bf16 autocast": 0.72}
 # Not measured here (no GPU was at hand): a CUDA context, cuDNN's workspaces, and the CUDA-graph step keeping its
 # own pool beside the eager warm-up's; twice the CPU's bf16 factor and a 1 GB context, to err on the safe side.
 CUDA_CONTEXT = 1.0 * GB
