@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import time
 from typing import Iterable, Sequence
 
@@ -70,14 +71,20 @@ def release_unused(in_use: Iterable[str]) -> None:
 
 
 def trim_memory(at_most_every_s: float = 0.0) -> None:
-    """Hand freed heap back to the OS. glibc keeps freed blocks below its (self-raising) mmap threshold, so a
-    server that decoded large uploads for sessions long gone would stay that large. A no-op off glibc."""
+    """Collect garbage and hand freed heap back to the OS. glibc keeps freed blocks below its (self-raising) mmap
+    threshold, so a server that decoded large uploads for sessions long gone would stay that large.
+
+    This replaces Streamlit's collection after every script run (`runner.postScriptGC`, off in config.toml): with
+    torch loaded, a full collection takes tens of milliseconds, and every watching tab's refresh paid it once a
+    second, so a few tabs on the Train page took a whole core (BENCHMARKS.md, "Tabs watching a job")."""
     global _last_trim
     now = time.monotonic()
-    if now - _last_trim < at_most_every_s or _libc is None:
+    if now - _last_trim < at_most_every_s:
         return
     _last_trim = now
-    _libc.malloc_trim(0)
+    gc.collect()
+    if _libc is not None:
+        _libc.malloc_trim(0)
 
 
 def _load_libc():
