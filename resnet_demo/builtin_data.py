@@ -28,9 +28,7 @@ SPLITS = ("train", "test")
 
 def builtin_path() -> Path:
     """Beside the shipped models, found from the package (not $RESNET_DEMO_WEIGHTS, which points at models)."""
-    from .registry import PACKAGE_ROOT
-
-    return PACKAGE_ROOT / "weights" / FILENAME
+    return Path(__file__).resolve().parent.parent / "weights" / FILENAME
 
 
 def pixels_sha256(images: np.ndarray) -> str:

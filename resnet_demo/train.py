@@ -4,8 +4,8 @@ It reports progress as events (see events.py), checks a stop request every step,
 checkpoint every epoch (also mid-epoch, and on stop), and ends every failure with a TrainingError whose message
 a person can act on. The last good checkpoint is never overwritten by a bad state.
 
-Read it top to bottom: train() prepares and guards a run; _setup() builds it (data, model, optimiser, the
-checkpoint it resumes); _loop() runs the epochs, each batch through the run's `step` (one optimisation step,
+Read it top to bottom: train() prepares and guards a run (_prepare() checks the settings and reads the data before
+anything is written); _setup() builds it (model, optimiser, the checkpoint it resumes); _loop() runs the epochs, each batch through the run's `step` (one optimisation step,
 chosen in _setup: eager, or on a GPU the whole step replayed as a CUDA graph, graph_step.py) and _after_step() (bookkeeping, progress, mid-epoch checkpoints);
 _end_epoch() evaluates, reports and checkpoints; _finish() evaluates the final weights and writes the record.
 
