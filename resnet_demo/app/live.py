@@ -1,7 +1,7 @@
 """The training job as every tab sees it: one shared reader of the runs folder, and the live charts drawn once.
 
 Each tab's Train page refreshes every second. The reading (watch.Poller) and the three Plotly figures, which took
-most of a refresh's time (about 50 ms each on a 2-core CPU, BENCHMARKS.md "Thirty tabs watching a job"), are made
+most of a refresh's time (about 50 ms each on a 2-core CPU, BENCHMARKS.md "Tabs watching a job"), are made
 once per server for each new state of the job and shared by every session; a tab then only sends them.
 """
 from __future__ import annotations
