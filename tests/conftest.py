@@ -14,6 +14,8 @@ import torch
 
 os.environ["RESNET_DEMO_OFFLINE"] = "1"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# AppTest runs the app inside this process: keep the threads above, rather than the app server's one a call.
+os.environ.setdefault("RESNET_DEMO_APP_THREADS", str(torch.get_num_threads()))
 
 REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
 

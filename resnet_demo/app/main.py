@@ -5,7 +5,7 @@ from types import ModuleType
 
 import streamlit as st
 
-from . import teacher, uploads
+from . import teacher, threads, uploads
 from .pages import explain_page, inside_page, paper_page, predict_page, testset_page, train_page
 from .state import guarded
 
@@ -30,6 +30,7 @@ def _page(module: ModuleType, title: str, icon: str, url_path: str, default: boo
 
 def run() -> None:
     st.set_page_config(page_title="ResNet on CIFAR-10", page_icon=":material/hub:", layout="wide")
+    threads.configure_once()  # one CPU thread per torch call: many tabs share the cores without waiting on each other
     uploads.trim_memory(at_most_every_s=10)  # garbage of past runs and ended sessions, without a cost per rerun
     pages = [_page(*p, default=(i == 0)) for i, p in enumerate(PAGES)]
     nav = st.navigation(pages)
