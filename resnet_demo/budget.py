@@ -179,7 +179,8 @@ def host_memory() -> tuple[float | None, float | None]:
     return available, total
 
 
-def _env_number(name: str, kind=float) -> float | None:
+def env_number(name: str, kind=float) -> float | None:
+    """A server setting from the environment: None where unset, ValueError (saying what is wanted) where not above 0."""
     text = os.environ.get(name, "").strip()
     if not text:
         return None
@@ -210,7 +211,7 @@ def allowance(device: torch.device | str) -> Allowance:
         room, reason = max(0.0, free - GPU_MARGIN * total), "the GPU memory free now, less a safety margin"
     else:
         room, reason = _host_room(), "the memory free now, less a safety margin"
-    cap = _env_number(ENV_MAX_GB)
+    cap = env_number(ENV_MAX_GB)
     if cap is not None and cap * GB < room:
         return Allowance(cap * GB, "its limit for a training job")
     return Allowance(room, reason)
@@ -245,7 +246,7 @@ def _alternatives(cfg: TrainConfig, device: torch.device, room: float, world_siz
 
 def check_settings(cfg: TrainConfig) -> None:
     """TooBig when the depth or batch is above this server's caps (RESNET_DEMO_MAX_DEPTH, _MAX_BATCH)."""
-    max_depth, max_batch = _env_number(ENV_MAX_DEPTH, int), _env_number(ENV_MAX_BATCH, int)
+    max_depth, max_batch = env_number(ENV_MAX_DEPTH, int), env_number(ENV_MAX_BATCH, int)
     batch = _batch(cfg)
     if max_depth is not None and cfg.depth > max_depth:
         ok = [d for d in PRESET_DEPTHS if d <= max_depth]

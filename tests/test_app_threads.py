@@ -11,8 +11,12 @@ from resnet_demo.app import threads
     (None, 1), ("", 1), (" 2 ", 2), ("16", 16), ("256", 256),
     ("0", 1), ("-1", 1), ("257", 1), ("two", 1), ("²", 1), ("1" * 5000, 1), ("1.5", 1),
 ])
-def test_threads_wanted(value, wanted, caplog):
-    assert threads.threads_wanted(value) == wanted
+def test_threads_wanted(value, wanted, caplog, monkeypatch):
+    if value is None:
+        monkeypatch.delenv(threads.ENV, raising=False)
+    else:
+        monkeypatch.setenv(threads.ENV, value)
+    assert threads.threads_wanted() == wanted
     if value is not None and value.strip() and str(wanted) != value.strip():
         assert threads.ENV in caplog.text  # a bad setting is said in the server's log, not ignored silently
 

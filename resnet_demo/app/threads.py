@@ -10,9 +10,10 @@ without a CPU for 14 s of work, and a prediction's p95 was 5.5 s; with one threa
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
+
+from .. import budget
 
 ENV = "RESNET_DEMO_APP_THREADS"
 DEFAULT = 1
@@ -21,15 +22,19 @@ log = logging.getLogger(__name__)
 _done = False
 
 
-def threads_wanted(value: str | None) -> int:
-    """The setting's value, or DEFAULT where it is unset or not a whole number from 1 to 256."""
-    if value is None or not value.strip():
+def threads_wanted(name: str = ENV) -> int:
+    """The setting's value, or DEFAULT (said in the server's log) where it is unset or not from 1 to 256."""
+    try:
+        value = budget.env_number(name, int)
+    except ValueError as e:
+        log.warning("%s; using %d", e, DEFAULT)
         return DEFAULT
-    text = value.strip()
-    if text.isascii() and text.isdigit() and len(text) <= 3 and 1 <= int(text) <= 256:
-        return int(text)
-    log.warning("%s=%r is not a whole number from 1 to 256; using %d", ENV, value, DEFAULT)
-    return DEFAULT
+    if value is None:
+        return DEFAULT
+    if value > 256:
+        log.warning("the server's setting %s must be at most 256, not %d; using %d", name, value, DEFAULT)
+        return DEFAULT
+    return int(value)
 
 
 def configure_once() -> None:
@@ -38,4 +43,4 @@ def configure_once() -> None:
     if _done:
         return
     _done = True
-    torch.set_num_threads(threads_wanted(os.environ.get(ENV)))
+    torch.set_num_threads(threads_wanted())
