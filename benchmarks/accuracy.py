@@ -26,7 +26,7 @@ def _no_real_data(ws: Workspace) -> str | None:
 
 
 def gpu_rows(ws: Workspace, depths: list[int], log) -> list[Row]:
-    from resnet_demo.paper import TABLE6_ERROR
+    from resnet_demo.nets.paper import TABLE6_ERROR
 
     rows = []
     for depth in depths:
@@ -59,9 +59,9 @@ def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: 
                      stop_at_goal: bool = False, **settings) -> dict:
     """One real train() run, timed from the call: when the per-epoch test accuracy first reached `goal`, each
     epoch's accuracy and wall time, which step ran. Stopped at `deadline` (perf_counter), or at the goal if asked."""
-    from resnet_demo.data import load_cifar10  # noqa: F401  (import cost outside the timed call)
-    from resnet_demo.config import TrainConfig
-    from resnet_demo.train import train
+    from resnet_demo.data.cifar import load_cifar10  # noqa: F401  (import cost outside the timed call)
+    from resnet_demo.training.config import TrainConfig
+    from resnet_demo.training.train import train
 
     r = {"depth": depth, "preset": preset, "goal": goal, "reached_s": None, "reached_epoch": None,
          "reached_acc": None, "best_acc": 0.0, "history": [], "step_path": None, "step_fallback": None,
@@ -93,10 +93,10 @@ def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: 
 
 
 def cpu_classroom_row(ws: Workspace, log) -> Row:
-    from resnet_demo.evaluate import evaluate
-    from resnet_demo.recipes import get_recipe
-    from resnet_demo.config import TrainConfig
-    from resnet_demo.train import train
+    from resnet_demo.store.evaluate import evaluate
+    from resnet_demo.training.config import TrainConfig
+    from resnet_demo.training.recipes import get_recipe
+    from resnet_demo.training.train import train
 
     rid, name, target = "tta.cpu.classroom.r20", "CPU classroom ResNet-20: test accuracy in 5 min", ">= 75%"
     reason = _no_real_data(ws)
@@ -110,13 +110,13 @@ def cpu_classroom_row(ws: Workspace, log) -> Row:
     result = train(cfg, should_stop=lambda: time.perf_counter() - t0 > CPU_BUDGET_S)
     wall = time.perf_counter() - t0
     if result.get("status") == "stopped":
-        from resnet_demo.checkpoint import load_checkpoint
-        from resnet_demo.data import load_cifar10
-        from resnet_demo.model import Arch, CifarResNet
+        from resnet_demo.data.cifar import load_cifar10
+        from resnet_demo.nets.model import Arch, CifarResNet
+        from resnet_demo.training.checkpoint import load_checkpoint
 
         model = CifarResNet(Arch(20))
         load_checkpoint(out / "checkpoint.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.0))
-        acc = evaluate(model, load_cifar10(str(ws.real_data), download=False).test)["accuracy"]
+        acc = evaluate(model, load_cifar10(str(ws.real_data)).test)["accuracy"]
         note = (f"did NOT finish: stopped at {CPU_BUDGET_S} s at step {result['step']} of "
                 f"{recipe.epochs * (50_000 // recipe.batch_size)}; accuracy of that checkpoint (mid-schedule)")
     else:

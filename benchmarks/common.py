@@ -10,9 +10,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def skipped(id: str, row: str, unit: str, target: str, reason: str) -> Row:
 
 
 def machine() -> dict:
-    from resnet_demo.device import cpu_model, gpu_summary
+    from resnet_demo.base.device import cpu_model, gpu_summary
 
     info = {
         "cpu": cpu_model(),
@@ -79,7 +79,7 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
 
 def find_real_data(data_dir: str | None) -> Path | None:
     """The genuine CIFAR-10: --data-dir, $RESNET_DEMO_DATA, ./data, then the repo's unpacked .cache/cifar10."""
-    from resnet_demo.data import find_cifar10
+    from resnet_demo.data.cifar import find_cifar10
 
     found = find_cifar10(data_dir)
     if found is None and data_dir is None and (REPO / ".cache" / "cifar10" / "test.npz").is_file():
@@ -111,7 +111,7 @@ class Workspace:
         if self.real_data is not None:
             return self.real_data, "real CIFAR-10"
         if self._data_dir is None:
-            from resnet_demo.data import save_npz_pair, synthetic_cifar10
+            from resnet_demo.data.cifar import save_npz_pair, synthetic_cifar10
 
             self._data_dir = save_npz_pair(synthetic_cifar10(50_000, 10_000, seed=0), self.root / "synthetic")
         return self._data_dir, "synthetic stand-in of CIFAR-10's size (no real data found)"
@@ -124,11 +124,11 @@ class Workspace:
 
 
 def build_weights_dir(directory: Path) -> tuple[Path, str]:
-    from resnet_demo.model import Arch, CifarResNet
-    from resnet_demo.paper import PRESET_DEPTHS
-    from resnet_demo.manifest import write_manifest_entry
-    from resnet_demo.registry import shipped_models, weights_dir
-    from resnet_demo.weights import save_model
+    from resnet_demo.nets.model import Arch, CifarResNet
+    from resnet_demo.nets.paper import PRESET_DEPTHS
+    from resnet_demo.store.manifest import write_manifest_entry
+    from resnet_demo.store.registry import shipped_models, weights_dir
+    from resnet_demo.store.weights import save_model
 
     directory.mkdir(parents=True, exist_ok=True)
     shipped = shipped_models()

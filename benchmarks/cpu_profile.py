@@ -12,8 +12,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_demo.data import load_cifar10
-from resnet_demo.model import build_model
+from resnet_demo.data.cifar import load_cifar10
+from resnet_demo.nets.model import build_model
 
 from .training import TutorialDataset
 
@@ -23,7 +23,7 @@ STEPS = {20: 20, 56: 8}  # timed steps per depth main() prints (other depths: 8)
 
 def pipeline_rate(data_dir: str) -> float:
     """Images/s of the tutorial's per-image PIL transforms in one process (no model, no DataLoader)."""
-    train = load_cifar10(data_dir, download=False).train
+    train = load_cifar10(data_dir).train
     ds = TutorialDataset(train.images, train.labels)
     t = time.perf_counter()
     for i in range(PIPELINE_IMAGES):

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from resnet_demo.model import build_model
+from resnet_demo.nets.model import build_model
 
 IMAGES = 2000
 

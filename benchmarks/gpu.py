@@ -37,7 +37,7 @@ class QuickWorkspace(Workspace):
     """--quick: 640 synthetic training images and 320 test images instead of CIFAR-10."""
 
     def __init__(self):
-        from resnet_demo.data import save_npz_pair, synthetic_cifar10
+        from resnet_demo.data.cifar import save_npz_pair, synthetic_cifar10
 
         super().__init__(None)
         self.real_data = save_npz_pair(synthetic_cifar10(640, 320, seed=0), self.root / "quick")
@@ -86,14 +86,15 @@ def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5)
     """Run `steps` batches of the loader and the captured step with CUDA's sync debug mode set to raise."""
     if device.type != "cuda":
         return {"skipped": "needs a CUDA device"}
-    from resnet_demo.data import DeviceLoader, load_cifar10
-    from resnet_demo.device import resolve_precision
-    from resnet_demo.graph_step import GraphCaptureError, GraphStep
-    from resnet_demo.model import Arch, CifarResNet
-    from resnet_demo.recipes import get_recipe
+    from resnet_demo.base.device import resolve_precision
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.data.loader import DeviceLoader
+    from resnet_demo.nets.model import Arch, CifarResNet
+    from resnet_demo.training.graph_step import GraphCaptureError, GraphStep
+    from resnet_demo.training.recipes import get_recipe
 
     recipe = get_recipe(PRESET, "cuda", depth=depth)
-    loader = DeviceLoader(load_cifar10(str(data_dir), download=False).train, recipe.batch_size, device, seed=0,
+    loader = DeviceLoader(load_cifar10(str(data_dir)).train, recipe.batch_size, device, seed=0,
                           channels_last=True)
     model = CifarResNet(Arch(depth)).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
@@ -120,7 +121,7 @@ def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5)
 
 def time_to_table6(ws: Workspace, depths: list[int], device: torch.device, quick: bool, deadline: float,
                    log) -> list[dict]:
-    from resnet_demo.paper import TABLE6_ERROR
+    from resnet_demo.nets.paper import TABLE6_ERROR
 
     rows = []
     for depth in depths:

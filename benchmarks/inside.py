@@ -85,8 +85,8 @@ def paper_rows(repeats: int) -> list[dict]:
 
 
 def export_rows(models: list[str]) -> list[dict]:
-    from resnet_demo.export import export_bytes, onnx_available
-    from resnet_demo.registry import resolve
+    from resnet_demo.store.export import export_bytes, onnx_available
+    from resnet_demo.store.registry import resolve
 
     rows = []
     for name in models:

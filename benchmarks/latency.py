@@ -18,8 +18,8 @@ PHOTO_SIZE = (1024, 768)
 
 
 def _models(ws: Workspace) -> tuple[dict[int, torch.nn.Module], str]:
-    from resnet_demo.registry import shipped_models
-    from resnet_demo.weights import load_model
+    from resnet_demo.store.registry import shipped_models
+    from resnet_demo.store.weights import load_model
 
     directory, note = ws.weights()
     by_depth = {}
@@ -30,9 +30,9 @@ def _models(ws: Workspace) -> tuple[dict[int, torch.nn.Module], str]:
 
 
 def predict_rows(ws: Workspace, quick: bool, log) -> list[Row]:
-    from resnet_demo.images import load_input
-    from resnet_demo.inference import probabilities
-    from resnet_demo.paper import PRESET_DEPTHS
+    from resnet_demo.data.images import load_input
+    from resnet_demo.nets.inference import probabilities
+    from resnet_demo.nets.paper import PRESET_DEPTHS
 
     models, note = _models(ws)
     photo = synthetic_photo(*PHOTO_SIZE)
@@ -55,16 +55,16 @@ def predict_rows(ws: Workspace, quick: bool, log) -> list[Row]:
 
 def explain_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row]:
     try:
-        from resnet_demo import explain
+        from resnet_demo.interpret import explain
     except ImportError as e:
         return [skipped("explain", "Captum attributions", "s", f"IG <= {IG_TARGET_S:g} s",
-                        f"resnet_demo.explain cannot be imported ({e})")]
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.images import to_tensor
+                        f"resnet_demo.interpret.explain cannot be imported ({e})")]
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.data.images import to_tensor
 
     models, note = _models(ws)
     data_dir, data_note = ws.data_dir()
-    image = load_cifar10(str(data_dir), download=False).test.images[0]
+    image = load_cifar10(str(data_dir)).test.images[0]
     x = to_tensor(image)
     n = 1 if quick else 5
     rows = []
@@ -84,12 +84,13 @@ def explain_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row
 
 
 def evaluate_rows(ws: Workspace, quick: bool, log) -> list[Row]:
-    from resnet_demo.data import Split, eval_batch_size, load_cifar10
-    from resnet_demo.evaluate import evaluate
+    from resnet_demo.data.cifar import Split, load_cifar10
+    from resnet_demo.data.loader import eval_batch_size
+    from resnet_demo.store.evaluate import evaluate
 
     models, note = _models(ws)
     data_dir, data_note = ws.data_dir()
-    test = load_cifar10(str(data_dir), download=False).test
+    test = load_cifar10(str(data_dir)).test
     n = 1 if quick else 3
 
     def row(key: str, depth: int, split: Split, batch: int | None, label: str) -> Row:

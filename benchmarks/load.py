@@ -141,7 +141,7 @@ class Sampler(threading.Thread):
         with self._lock:
             return self._since_mark
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self.start()
         time.sleep(1)  # a first sample
         return self
@@ -379,7 +379,7 @@ def memory_cases() -> dict[str, list[tuple[str, bytes, str]]]:
     from PIL import Image
 
     from resnet_demo.app.uploads import MAX_FILES, MAX_SESSION_BYTES
-    from resnet_demo.images import MAX_DECODED_BYTES
+    from resnet_demo.data.images import MAX_DECODED_BYTES
 
     rng = np.random.default_rng(0)
     side = int((MAX_DECODED_BYTES / 4) ** 0.5) - 8  # the largest colour PNG decoded (4 bytes a pixel)

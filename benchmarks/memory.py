@@ -1,4 +1,4 @@
-"""The trainer's peak memory on the CPU against resnet_demo.budget's estimate: the calibration of the training guard.
+"""The trainer's peak memory on the CPU against resnet_demo.training.budget's estimate: the calibration of the training guard.
 
     python -m benchmarks.memory --data-dir /path/to/cifar10          # the table in BENCHMARKS.md
     python -m benchmarks.memory --quick                               # two small runs: checks the script
@@ -7,7 +7,7 @@ Each row is a real `python -m resnet_demo train` process on the CPU (the real CI
 of its size), stopped through its STOP file once it has taken a few steps (the allocation pattern repeats from the
 second step on; the stop also writes a checkpoint, which the estimate covers). Its peak resident memory is the
 kernel's figure for the process (ru_maxrss from wait4), so nothing is sampled and nothing is missed. The fit
-prints the framework constant and the activation factor of each precision that resnet_demo.budget uses.
+prints the framework constant and the activation factor of each precision that resnet_demo.training.budget uses.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ TEST_IMAGES = 2000
 def peak_rss(data_dir: Path, depth: int, batch: int, images: int, precision: str, steps: int,
              timeout: float = 900) -> dict:
     """Train until `steps` steps are done, stop, and return the process's peak resident memory."""
-    from resnet_demo.events import read_events
+    from resnet_demo.store.events import read_events
 
     with tempfile.TemporaryDirectory(prefix="resnet-demo-memory-") as tmp:
         out = Path(tmp) / "run"
@@ -61,8 +61,8 @@ def peak_rss(data_dir: Path, depth: int, batch: int, images: int, precision: str
 
 
 def estimate_row(row: dict) -> float:
-    from resnet_demo.budget import estimate
-    from resnet_demo.config import TrainConfig
+    from resnet_demo.training.budget import estimate
+    from resnet_demo.training.config import TrainConfig
 
     cfg = TrainConfig(depth=row["depth"], batch_size=row["batch"], subset=row["images"],
                       test_subset=row["test_images"], device="cpu", precision=row["precision"])
@@ -73,8 +73,8 @@ def fit(rows: list[dict]) -> dict:
     """Least squares for the framework constant (shared) and one activation factor per precision."""
     import numpy as np
 
-    from resnet_demo import budget
-    from resnet_demo.config import TrainConfig
+    from resnet_demo.training import budget
+    from resnet_demo.training.config import TrainConfig
 
     precisions = sorted({r["precision_used"] for r in rows})
     a, y = [], []
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="two tiny runs: checks the script, not the figures")
     p.add_argument("--json", metavar="OUT", help="also write the rows and the machine to this JSON file")
     args = p.parse_args(argv)
-    from resnet_demo.device import precision_label, resolve_precision
+    from resnet_demo.base.device import precision_label, resolve_precision
 
     ws = Workspace(args.data_dir)
     try:

@@ -13,9 +13,9 @@ import json
 import math
 from pathlib import Path
 
-from resnet_demo.events import epochs as epoch_rows
-from resnet_demo.events import read_events
-from resnet_demo.paper import TABLE6_ERROR
+from resnet_demo.nets.paper import TABLE6_ERROR
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.events import read_events
 
 REPO = Path(__file__).resolve().parent.parent
 MARGIN = 0.2    # points of accuracy above Table 6: about one to two seeds' spread of a CIFAR ResNet's final accuracy

@@ -23,7 +23,7 @@ GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict
 
 
 def _depths(text: str) -> list[int]:
-    from resnet_demo.paper import blocks_per_stage
+    from resnet_demo.nets.paper import blocks_per_stage
 
     try:
         depths = [int(d) for d in text.split(",") if d.strip()]

@@ -179,7 +179,7 @@ def _health_only(ws: Workspace, reason: str, log) -> Row:
 
 
 def _memory(ws: Workspace, browser, log) -> Row:
-    from resnet_demo.registry import shipped_models
+    from resnet_demo.store.registry import shipped_models
 
     weights, note = ws.weights()
     n = len(shipped_models(weights))

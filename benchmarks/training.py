@@ -1,6 +1,6 @@
 """Training speed: our engine (the real train(), timed from inside) against a typical tutorial pipeline.
 
-Ours: resnet_demo.train.train() exactly as `python -m resnet_demo train` runs it (DeviceLoader, SGD, the
+Ours: resnet_demo.training.train.train() exactly as `python -m resnet_demo train` runs it (DeviceLoader, SGD, the
 preset's autocast and memory format), stopped through its own should_stop hook. The hook is called before
 every step, so it doubles as a clock: a timing window opens and closes on step boundaries, waits for the
 GPU at both ends, and never spans an epoch's end (where train() evaluates the test set, which is not training).
@@ -78,9 +78,9 @@ def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[flo
 
 def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows,
                     step: str = "auto") -> tuple[float, dict]:
-    from resnet_demo.config import TrainConfig
-    from resnet_demo.device import precision_label, resolve_precision
-    from resnet_demo.train import train
+    from resnet_demo.base.device import precision_label, resolve_precision
+    from resnet_demo.training.config import TrainConfig
+    from resnet_demo.training.train import train
 
     data_dir, data_note = ws.data_dir()
     clock = WindowClock(w, device)
@@ -109,7 +109,7 @@ class TutorialDataset(torch.utils.data.Dataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray):
         from torchvision import transforms
 
-        from resnet_demo.paper import MEAN, STD
+        from resnet_demo.nets.paper import MEAN, STD
 
         self.images, self.labels = images, labels
         self.transform = transforms.Compose([
@@ -127,11 +127,11 @@ class TutorialDataset(torch.utils.data.Dataset):
 
 def baseline_throughput(ws: Workspace, depth: int, device: torch.device, batch_size: int, workers: int,
                         w: Windows) -> tuple[float, dict]:
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.model import build_model
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.nets.model import build_model
 
     data_dir, data_note = ws.data_dir()
-    train_split = load_cifar10(str(data_dir), download=False).train
+    train_split = load_cifar10(str(data_dir)).train
     loader = torch.utils.data.DataLoader(TutorialDataset(train_split.images, train_split.labels), batch_size=batch_size,
                                          shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
                                          drop_last=True)

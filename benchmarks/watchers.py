@@ -36,7 +36,7 @@ RUNNING = "running"  # the Train page's badge text for a running job
 
 def fake_job(runs: Path, run_id: str, seconds: float) -> None:
     """Write a trainer's event stream into runs/run_id for `seconds`, or until a STOP file appears."""
-    from resnet_demo.events import EventLog
+    from resnet_demo.store.events import EventLog
 
     out = runs / run_id
     out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +69,8 @@ def fake_job(runs: Path, run_id: str, seconds: float) -> None:
 
 
 def _start_fake_job(runs: Path, seconds: float) -> tuple[subprocess.Popen, str]:
-    from resnet_demo import jobs
-    from resnet_demo.storage import atomic_write_json
+    from resnet_demo.base.storage import atomic_write_json
+    from resnet_demo.server import jobs
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-resnet20"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.watchers", "fake-job", str(runs), run_id,
@@ -198,7 +198,7 @@ def figure_costs(repeats: int = 20) -> dict:
     import plotly.io
 
     from resnet_demo.app.charts import curves as charts
-    from resnet_demo.events import read_events
+    from resnet_demo.store.events import read_events
 
     with tempfile.TemporaryDirectory() as tmp:
         fake_job(Path(tmp), "run", seconds=0)

@@ -1,5 +1,7 @@
-"""He et al. 2015's CIFAR-10 ResNets: train, load, evaluate and explain them (core: torch, torchvision, numpy).
+"""He et al. 2015's CIFAR-10 ResNets: train, load, evaluate, explain and look inside them.
 
-The Streamlit app lives in resnet_demo.app and Captum in resnet_demo.explain; nothing here imports either.
+The subpackages are the layers, from the bottom up: base, nets, data, store, training, interpret, server, then
+app (the Streamlit app) and cli (the command line) on top. A subpackage imports only from those below it
+(tests/test_layers.py); everything below interpret runs headless with torch, torchvision and numpy alone.
 """
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+from resnet_demo.training.config import TrainConfig
 
 
 def _positive(text: str) -> int:
@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_info(args) -> int:
-    from .model import Arch, describe
-    from .paper import TABLE6_PARAMS_M
+    from resnet_demo.nets.model import Arch, describe
+    from resnet_demo.nets.paper import TABLE6_PARAMS_M
 
     info = describe(Arch(args.depth, args.plain, args.shortcut))
     if args.json:
@@ -139,8 +139,8 @@ class ProgressPrinter:
 
 
 def cmd_train(args) -> int:
-    from .sources import BUILTIN, plan
-    from .train import TrainingError, train
+    from resnet_demo.training.sources import BUILTIN, plan
+    from resnet_demo.training.train import TrainingError, train
 
     cfg = TrainConfig.from_namespace(args, command="python -m resnet_demo " + shlex.join(sys.argv[1:]))
     if not args.ignore_memory_limit:
@@ -171,7 +171,7 @@ def _check_memory(cfg: TrainConfig) -> None:
     kernel kills it, or something beside it."""
     import os
 
-    from .budget import TooBig, check
+    from resnet_demo.training.budget import TooBig, check
 
     try:
         check(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
@@ -180,10 +180,10 @@ def _check_memory(cfg: TrainConfig) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .device import resolve_device
-    from .evaluate import evaluate
-    from .registry import resolve
-    from .sources import load_test_set
+    from resnet_demo.base.device import resolve_device
+    from resnet_demo.store.evaluate import evaluate
+    from resnet_demo.store.registry import resolve
+    from resnet_demo.training.sources import load_test_set
 
     entry = resolve(args.weights)
     device = resolve_device(args.device)
@@ -208,9 +208,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .images import ImageError, load_input
-    from .inference import probabilities, top_k
-    from .registry import default_model, model_label, resolve
+    from resnet_demo.data.images import ImageError, load_input
+    from resnet_demo.nets.inference import probabilities, top_k
+    from resnet_demo.store.registry import default_model, model_label, resolve
 
     entry = resolve(args.model) if args.model else default_model()
     model = entry.load()
@@ -236,7 +236,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .registry import default_model, list_models, retired_models
+    from resnet_demo.store.registry import default_model, list_models, retired_models
 
     every, retired = list_models(include_chance=True), retired_models()
     if args.json:
@@ -261,8 +261,8 @@ def cmd_models(args) -> int:
 def cmd_download(args) -> int:
     from tqdm import tqdm
 
-    from .data import DataError, candidate_dirs, find_cifar10, offline
-    from .download import URL, download_cifar10, offline_help
+    from resnet_demo.data.cifar import DataError, candidate_dirs, find_cifar10, offline
+    from resnet_demo.data.download import URL, download_cifar10, offline_help
 
     found = find_cifar10(args.data_dir)
     if found is not None:
@@ -287,14 +287,14 @@ def cmd_download(args) -> int:
 
 def _weights_size(size: int, if_over: str = "") -> str:
     """The budget sentence that ship and retire end with (with `if_over` appended when over it)."""
-    from .ship import BUDGET_BYTES
+    from resnet_demo.store.ship import BUDGET_BYTES
 
     return (f"weights/ now holds {size / 1e6:.1f} MB of its {BUDGET_BYTES / 1e6:.0f} MB budget"
             + (if_over if size > BUDGET_BYTES else ""))
 
 
 def cmd_ship(args) -> int:
-    from .ship import ship_run, size_bytes
+    from resnet_demo.store.ship import ship_run, size_bytes
 
     record = ship_run(Path(args.run), args.name, fp16=args.fp16, data_dir=args.data_dir,
                       download=False if args.no_download else None)
@@ -304,7 +304,7 @@ def cmd_ship(args) -> int:
 
 
 def cmd_retire(args) -> int:
-    from .ship import retire_model, size_bytes
+    from resnet_demo.store.ship import retire_model, size_bytes
 
     before = size_bytes()
     record = retire_model(args.name, args.successor)
@@ -315,9 +315,9 @@ def cmd_retire(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_bytes, filename
-    from .storage import atomic_write_bytes, sha256_bytes
-    from .registry import resolve
+    from resnet_demo.base.storage import atomic_write_bytes, sha256_bytes
+    from resnet_demo.store.export import export_bytes, filename
+    from resnet_demo.store.registry import resolve
 
     entry = resolve(args.name)
     data = export_bytes(entry, args.format)
@@ -334,9 +334,9 @@ COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "pre
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DataError
-    from .storage import StorageError
-    from .weights import WeightsError
+    from resnet_demo.base.storage import StorageError
+    from resnet_demo.data.cifar import DataError
+    from resnet_demo.store.weights import WeightsError
 
     try:
         return COMMANDS[args.command](args)

@@ -29,12 +29,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resnet_demo.device import cpu_model  # noqa: E402
-from resnet_demo.anatomy import response_stds  # noqa: E402
-from resnet_demo.data import Split, load_cifar10, normalize  # noqa: E402
-from resnet_demo.knockout import Counts, knockout_table  # noqa: E402
-from resnet_demo.storage import atomic_write_json  # noqa: E402
-from resnet_demo.registry import resolve, weights_dir  # noqa: E402
+from resnet_demo.base.device import cpu_model  # noqa: E402
+from resnet_demo.base.storage import atomic_write_json  # noqa: E402
+from resnet_demo.data.cifar import Split, load_cifar10
+from resnet_demo.data.loader import normalize  # noqa: E402
+from resnet_demo.interpret.anatomy import response_stds  # noqa: E402
+from resnet_demo.interpret.knockout import Counts, knockout_table  # noqa: E402
+from resnet_demo.store.registry import resolve, weights_dir  # noqa: E402
 
 FIG7_MODELS = ("plain20", "plain56", "resnet20-e100", "resnet56-e100", "resnet110-e100")
 KNOCKOUT_MODELS = ("resnet56-e100", "plain56", "resnet110-e100")
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                         "run one process per model to use more cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    split = load_cifar10(args.data_dir, download=False).test
+    split = load_cifar10(args.data_dir).test
     models = args.models.split(",") if args.models else list(FIG7_MODELS if args.what == "fig7" else KNOCKOUT_MODELS)
     out = Path(args.out) if args.out else weights_dir() / f"{args.what}.json"
     if args.what == "fig7":

@@ -18,10 +18,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resnet_demo import builtin_data  # noqa: E402
-from resnet_demo.data import load_cifar10  # noqa: E402
-from resnet_demo.storage import atomic_write_bytes  # noqa: E402
-from resnet_demo.ship import BUDGET_BYTES, size_bytes  # noqa: E402
+from resnet_demo.base.storage import atomic_write_bytes  # noqa: E402
+from resnet_demo.data import builtin as builtin_data  # noqa: E402
+from resnet_demo.data.cifar import load_cifar10  # noqa: E402
+from resnet_demo.store.ship import BUDGET_BYTES, size_bytes  # noqa: E402
 
 KEYS = [f"{split}_{what}" for split in builtin_data.SPLITS for what in ("indices", "labels", "sha256")]
 
@@ -31,7 +31,7 @@ def main() -> int:
     p.add_argument("--data-dir", required=True, help="the full CIFAR-10")
     p.add_argument("--check", action="store_true", help="only compare the shipped file with a rebuild")
     args = p.parse_args()
-    full = load_cifar10(args.data_dir, download=False)
+    full = load_cifar10(args.data_dir)
     if (len(full.train), len(full.test)) != (50_000, 10_000):
         raise SystemExit(f"{args.data_dir} holds {len(full.train):,}/{len(full.test):,} images, not the genuine "
                          f"50,000/10,000")

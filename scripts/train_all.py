@@ -45,7 +45,7 @@ SHIPPED = {"resnet110": "table6", "resnet56": "table6", "resnet32": "table6", "r
 
 def work(name: str, preset: str, epochs: int | None) -> float:
     """A run's GPU work in ResNet-20 epochs: its epochs times its layers over 20 (the step time grows about so)."""
-    from resnet_demo.recipes import get_recipe
+    from resnet_demo.training.recipes import get_recipe
 
     depth = int(parse_model(name)[1])
     return get_recipe(preset, "cuda", epochs, depth=depth).epochs * depth / 20

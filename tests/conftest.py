@@ -22,7 +22,7 @@ REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
 
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
-    from resnet_demo.data import save_npz_pair, synthetic_cifar10
+    from resnet_demo.data.cifar import save_npz_pair, synthetic_cifar10
 
     return save_npz_pair(synthetic_cifar10(640, 320, seed=0), tmp_path_factory.mktemp("synthetic-cifar10"))
 
@@ -39,8 +39,8 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, synthetic_data_dir) -> Path:
     """A finished 2-epoch ResNet-8 run on synthetic data: config, events, checkpoint, model, preds, metrics."""
-    from resnet_demo.config import TrainConfig
-    from resnet_demo.train import train
+    from resnet_demo.training.config import TrainConfig
+    from resnet_demo.training.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainConfig(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu",
@@ -51,7 +51,7 @@ def tiny_run(tmp_path_factory, synthetic_data_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory, tiny_run, synthetic_data_dir) -> Path:
     """A weights/ folder with the tiny run shipped as 'resnet8' (manifest, history, preds, test images)."""
-    from resnet_demo.ship import ship_run
+    from resnet_demo.store.ship import ship_run
 
     directory = tmp_path_factory.mktemp("weights")
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=directory)
@@ -82,9 +82,9 @@ def running_job(tmp_path):
     import sys
     import time
 
-    from resnet_demo import jobs
-    from resnet_demo.events import write_events
-    from resnet_demo.storage import atomic_write_json
+    from resnet_demo.base.storage import atomic_write_json
+    from resnet_demo.server import jobs
+    from resnet_demo.store.events import write_events
 
     runs, run_id = tmp_path / "runs", "20260101-000000-resnet20"
     (runs / run_id).mkdir(parents=True, exist_ok=True)

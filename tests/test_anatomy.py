@@ -1,4 +1,4 @@
-"""resnet_demo.anatomy on random weights: the F(x) + x decomposition adds back up to each block, the stage
+"""resnet_demo.interpret.anatomy on random weights: the F(x) + x decomposition adds back up to each block, the stage
 maps have the paper's shapes, and Fig. 7's stds are the plain std of each BN's output, chunked or not."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_demo import anatomy
-from resnet_demo.model import build_model
+from resnet_demo.interpret import anatomy
+from resnet_demo.nets.model import build_model
 
 
 def randomised(depth: int = 14, plain: bool = False, shortcut: str = "A", seed: int = 0) -> nn.Module:

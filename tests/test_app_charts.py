@@ -9,7 +9,7 @@ pytest.importorskip("plotly")
 
 from resnet_demo.app.charts import curves, predictions, testset  # noqa: E402
 from resnet_demo.app.charts.style import BLUE, FONT_SIZE, GREEN, GREY, PALETTE, RED  # noqa: E402
-from resnet_demo.paper import CLASSES  # noqa: E402
+from resnet_demo.nets.paper import CLASSES  # noqa: E402
 
 
 def _history(errors: list[tuple[float, float]]) -> list[dict]:

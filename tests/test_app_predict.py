@@ -12,9 +12,8 @@ from PIL import Image
 import resnet_demo  # noqa: F401  (importable after the chdir below)
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
 from apptest_util import APP, TIMEOUT, unmark  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
 
 
 @pytest.fixture
@@ -73,7 +72,7 @@ def test_gallery_image_is_predicted_with_its_true_label(app):
 
 def test_gallery_choice_comes_from_the_url(env, tiny_weights_dir):
     env.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.testimages import read_test_images
 
     wanted = sorted(read_test_images(tiny_weights_dir))[5]
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -188,8 +187,9 @@ def test_uploads_over_the_session_byte_cap_are_refused(app, monkeypatch):
 
 def test_server_limits_fit_what_the_app_needs():
     """Issue 29: maxMessageSize was Streamlit's 200 MB default, and a single file could exceed what a tab may keep."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from resnet_demo.app.uploads import MAX_SESSION_BYTES
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
-from apptest_util import APP, TIMEOUT, assert_clean, open_page
-
-from resnet_demo import budget, jobs
 from resnet_demo.app import teacher
-from resnet_demo.config import TrainConfig
+from resnet_demo.server import jobs
+from resnet_demo.training import budget
+from resnet_demo.training.config import TrainConfig
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -116,7 +116,7 @@ def test_a_student_cannot_stop_the_job_the_teacher_can(env, monkeypatch, running
 def _call_the_actions_without_unlocking():
     """What a forged click on a disabled button would reach."""
     from resnet_demo.app import teacher
-    from resnet_demo.config import TrainConfig
+    from resnet_demo.training.config import TrainConfig
 
     teacher.stop()
     teacher.start(TrainConfig(depth=8))

@@ -9,12 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from resnet_demo.paper import CLASSES
+from resnet_demo.nets.paper import CLASSES
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
 from apptest_util import TIMEOUT  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from resnet_demo.app.charts.testset import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
 from resnet_demo.app.pages.testset_page import CELL_MAX, PAGE_SIZE  # noqa: E402
@@ -68,7 +67,7 @@ def test_picking_a_cell_shows_its_images(env, tiny_weights_dir):
     _ok(at)
     cell = _captions(at)[0]
     # Without the test set the cell shows the most confident of its *shipped* images, as many as fit.
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.testimages import read_test_images
 
     shipped = read_test_images(tiny_weights_dir)
     correct = np.flatnonzero((preds["labels"] == t) & (preds["pred"] == t))

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
-from apptest_util import APP, TIMEOUT, assert_clean, open_page
-
-from resnet_demo import jobs
 from resnet_demo.app import live
+from resnet_demo.server import jobs
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -93,7 +92,7 @@ def test_start_watch_and_stop_a_tiny_run(env, monkeypatch):
     assert "images/s" in at.get("progress")[0].proto.text
     import torch
 
-    from resnet_demo.device import precision_label, resolve_precision
+    from resnet_demo.base.device import precision_label, resolve_precision
 
     used = precision_label(resolve_precision("auto", torch.device("cpu")))  # what the app's default trains in
     assert any(used in c.value for c in at.caption)

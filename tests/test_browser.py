@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_demo.paper import CLASSES
+from resnet_demo.nets.paper import CLASSES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -112,7 +112,7 @@ def app(tiny_weights_dir, data_dir, tmp_path_factory):
 def _stop_training_job(runs: Path) -> None:
     """A job the Train page started runs in its own session, so it outlives the server unless stopped here."""
     try:
-        from resnet_demo import jobs
+        from resnet_demo.server import jobs
     except ImportError:
         return
     try:

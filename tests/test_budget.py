@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_demo import budget, jobs
-from resnet_demo.config import TrainConfig
-from resnet_demo.model import CifarResNet, count_params
-from resnet_demo.paper import TABLE6_PARAMS_M
+from resnet_demo.nets.model import CifarResNet, count_params
+from resnet_demo.nets.paper import TABLE6_PARAMS_M
+from resnet_demo.server import jobs
+from resnet_demo.training import budget
+from resnet_demo.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 GB = budget.GB

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_demo import builtin_data, sources
-from resnet_demo.data import DataError
+from resnet_demo.data import builtin as builtin_data
+from resnet_demo.data.cifar import DataError
+from resnet_demo.training import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,9 +53,9 @@ def test_shipped_images_are_the_genuine_ones_at_their_indices(shipped, real_data
     proc = subprocess.run([sys.executable, "scripts/make_builtin_data.py", "--data-dir", str(real_data_dir), "--check"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0 and "matches a rebuild" in proc.stdout, proc.stdout + proc.stderr
-    from resnet_demo.data import load_cifar10
+    from resnet_demo.data.cifar import load_cifar10
 
-    full = load_cifar10(real_data_dir, download=False)
+    full = load_cifar10(real_data_dir)
     with np.load(builtin_data.builtin_path()) as z:
         assert np.array_equal(full.train.images[z["train_indices"]], shipped.train.images)
         assert np.array_equal(full.test.labels[z["test_indices"]], shipped.test.labels)
@@ -92,7 +93,7 @@ def test_load_for_training_never_downloads_offline(no_data):
 
 
 def test_classroom_epochs_follow_the_set_size():
-    from resnet_demo.recipes import RECIPES, get_recipe
+    from resnet_demo.training.recipes import RECIPES, get_recipe
 
     r = RECIPES["classroom"]
     assert r.epochs_for(train_images=50_000) == r.epochs and r.epochs_for(train_images=5_000) == 10 * r.epochs

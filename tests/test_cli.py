@@ -111,7 +111,7 @@ def test_predict_names_the_model_it_used(tmp_path, tiny_weights_dir, tiny_run, m
     from PIL import Image
 
     from resnet_demo import cli
-    from resnet_demo.registry import model_label, shipped_models
+    from resnet_demo.store.registry import model_label, shipped_models
 
     Image.new("RGB", (40, 30), (200, 40, 40)).save(tmp_path / "red.png")
     _chance_level_run(tiny_run, tmp_path / "runs")  # at chance level: never the default, however it ranks
@@ -132,7 +132,7 @@ def test_chance_level_runs_are_marked_and_never_offered(tmp_path, tiny_weights_d
     import json
 
     from resnet_demo import cli
-    from resnet_demo.registry import list_models, resolve
+    from resnet_demo.store.registry import list_models, resolve
 
     _chance_level_run(tiny_run, tmp_path / "runs")
     monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))

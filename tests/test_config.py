@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from resnet_demo.cli import build_parser
-from resnet_demo.config import TrainConfig
+from resnet_demo.training.config import TrainConfig
 
 # Every setting away from its default, so that a conversion that drops or garbles one is seen.
 EVERYTHING = TrainConfig(depth=56, plain=True, shortcut="B", preset="paper", epochs=7, batch_size=96, lr=0.075,

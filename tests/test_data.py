@@ -7,11 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_demo import data as data_mod
-from resnet_demo.data import (PAD, DataError, DeviceLoader, Split, candidate_dirs, denormalize, find_cifar10,
-                              load_cifar10, normalize, save_npz_pair, stratified_subset, synthetic_cifar10)
-from resnet_demo.paper import CLASSES, MEAN, STD
-
+from resnet_demo.data import cifar as data_mod
+from resnet_demo.data.cifar import (
+    DataError,
+    Split,
+    candidate_dirs,
+    find_cifar10,
+    load_cifar10,
+    save_npz_pair,
+    stratified_subset,
+    synthetic_cifar10,
+)
+from resnet_demo.data.loader import PAD, DeviceLoader, denormalize, normalize
+from resnet_demo.nets.paper import CLASSES, MEAN, STD
 
 # ---------------------------------------------------------------- sources and search order
 
@@ -34,7 +42,7 @@ def _fake_torchvision_folder(root, n_per_batch=20, seed=1):
 
 
 def test_reads_the_npz_pair(synthetic_data_dir):
-    d = load_cifar10(synthetic_data_dir, download=False)
+    d = load_cifar10(synthetic_data_dir)
     assert (len(d.train), len(d.test)) == (640, 320)
     assert d.train.images.shape == (640, 32, 32, 3) and d.train.images.dtype == np.uint8
     assert d.train.labels.dtype == np.int64 and d.source == str(synthetic_data_dir)
@@ -46,7 +54,7 @@ def test_fake_torchvision_folder_fails_torchvisions_md5_check_with_a_clear_error
     _fake_torchvision_folder(tmp_path)
     assert find_cifar10(tmp_path) == tmp_path
     with pytest.raises(DataError, match="cifar-10-batches-py.*(not found or corrupted)"):
-        load_cifar10(tmp_path, download=False)
+        load_cifar10(tmp_path)
 
 
 @pytest.mark.parametrize("point_at", ["parent", "folder"])
@@ -58,7 +66,7 @@ def test_reads_torchvisions_pickled_batches(tmp_path, monkeypatch, point_at):
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
     expected = _fake_torchvision_folder(tmp_path)
     where = tmp_path if point_at == "parent" else tmp_path / "cifar-10-batches-py"
-    d = load_cifar10(where, download=False)
+    d = load_cifar10(where)
     train_images = np.concatenate([expected[f"data_batch_{i}"][0] for i in range(1, 6)])
     train_labels = sum((expected[f"data_batch_{i}"][1] for i in range(1, 6)), [])
     assert np.array_equal(d.train.images, train_images) and d.train.labels.tolist() == train_labels
@@ -77,23 +85,23 @@ def test_search_order_explicit_then_env_then_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(cwd)
     monkeypatch.setenv(data_mod.ENV_DATA, str(env))
     assert candidate_dirs(explicit) == [explicit, env, data_mod.Path("data")]
-    assert load_cifar10(explicit, download=False).source == str(explicit)
-    assert load_cifar10(None, download=False).source == str(env)
+    assert load_cifar10(explicit).source == str(explicit)
+    assert load_cifar10(None).source == str(env)
     monkeypatch.delenv(data_mod.ENV_DATA)
-    assert load_cifar10(None, download=False).source == "data"
+    assert load_cifar10(None).source == "data"
     # An explicit folder without data falls through to the next candidate rather than failing.
-    assert load_cifar10(tmp_path / "empty", download=False).source == "data"
+    assert load_cifar10(tmp_path / "empty").source == "data"
 
 
 def test_missing_data_names_where_it_looked_and_does_not_download_offline(tmp_path, monkeypatch):
-    from resnet_demo import download
+    from resnet_demo.data import download
 
     monkeypatch.setattr(download, "urlopen", lambda *a, **k: pytest.fail("tried to download while offline"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data_mod.ENV_DATA, str(tmp_path / "env-dir"))
     monkeypatch.setenv(data_mod.ENV_OFFLINE, "1")  # download=None means: follow this
     with pytest.raises(DataError) as e:
-        load_cifar10(tmp_path / "nowhere")
+        download.load_or_download(tmp_path / "nowhere")
     msg = str(e.value)
     assert "not found" in msg and str(tmp_path / "nowhere") in msg and str(tmp_path / "env-dir") in msg
     assert "`python -m resnet_demo download`" in msg and "cifar-10-batches-py" in msg and data_mod.ENV_DATA in msg
@@ -103,7 +111,7 @@ def test_missing_data_names_where_it_looked_and_does_not_download_offline(tmp_pa
 def test_failed_download_is_one_clear_data_error(tmp_path, monkeypatch):
     from urllib.error import URLError
 
-    from resnet_demo import download
+    from resnet_demo.data import download
 
     def unreachable(*a, **k):
         raise URLError("network is unreachable")
@@ -113,7 +121,7 @@ def test_failed_download_is_one_clear_data_error(tmp_path, monkeypatch):
     monkeypatch.delenv(data_mod.ENV_DATA, raising=False)
     monkeypatch.delenv(data_mod.ENV_OFFLINE, raising=False)
     with pytest.raises(DataError, match="download failed.*network is unreachable.*online"):
-        load_cifar10(tmp_path / "target", download=True)
+        download.load_or_download(tmp_path / "target", download=True)
     assert list((tmp_path / "target").iterdir()) == []  # nothing half-written
 
 
@@ -121,10 +129,10 @@ def test_unreadable_npz_is_a_data_error(tmp_path):
     (tmp_path / "train.npz").write_bytes(b"not a zip")
     (tmp_path / "test.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="train.npz is not a readable CIFAR-10 npz"):
-        load_cifar10(tmp_path, download=False)
+        load_cifar10(tmp_path)
     np.savez(tmp_path / "train.npz", images=np.zeros((2, 32, 32, 3), np.uint8), labels=np.array([0, 11]))
     with pytest.raises(DataError, match="0..9"):
-        load_cifar10(tmp_path, download=False)
+        load_cifar10(tmp_path)
 
 
 # ---------------------------------------------------------------- stratified subset

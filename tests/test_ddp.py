@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_demo.events import read_events
-from resnet_demo.weights import load_model
+from resnet_demo.store.events import read_events
+from resnet_demo.store.weights import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +40,8 @@ def test_torchrun_two_processes_on_cpu(synthetic_data_dir, tmp_path):
     assert events[-1]["status"] == "completed"
     # The saved model is the trained one: evaluating it reproduces the recorded accuracy; it learned something.
     model, _ = load_model(out / "model.safetensors", metrics["sha256"])
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.evaluate import evaluate
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.store.evaluate import evaluate
 
-    assert evaluate(model, load_cifar10(synthetic_data_dir, download=False).test)["accuracy"] == metrics["test_accuracy"]
+    assert evaluate(model, load_cifar10(synthetic_data_dir).test)["accuracy"] == metrics["test_accuracy"]
     assert metrics["test_accuracy"] > 0.15

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_demo import cli, download
-from resnet_demo.download import EXPECTED_FILES, FOLDER, DownloadError, download_cifar10
+from resnet_demo import cli
+from resnet_demo.data import download
+from resnet_demo.data.download import EXPECTED_FILES, FOLDER, DownloadError, download_cifar10
 
 
 def make_archive(extra: list[tarfile.TarInfo] | None = None) -> bytes:

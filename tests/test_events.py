@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from resnet_demo.events import EventLog, last, latest_attempt_end, read_events, write_events
+from resnet_demo.store.events import EventLog, last, latest_attempt_end, read_events, write_events
 
 
 def test_a_live_log_reads_the_same_whole_and_incrementally(tmp_path):
@@ -49,7 +49,7 @@ def test_damaged_lines_are_skipped_and_the_latest_attempt_is_told_apart(tmp_path
 
 
 def test_current_phase_is_that_of_the_latest_records():
-    from resnet_demo.events import current_phase
+    from resnet_demo.store.events import current_phase
 
     phase = {"type": "phase", "phase": "final_evaluation", "step": 2, "test_images": 10}
     start, step, end = {"type": "start"}, {"type": "step", "step": 2}, {"type": "end", "status": "completed"}

@@ -5,9 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_demo.explain import (METHODS, attribute, attribute_inplace, colorize, overlay, private_copy, to_map,
-                                 upscale)
-from resnet_demo.model import build_model
+from resnet_demo.interpret.explain import (
+    METHODS,
+    attribute,
+    attribute_inplace,
+    colorize,
+    overlay,
+    private_copy,
+    to_map,
+    upscale,
+)
+from resnet_demo.nets.model import build_model
 
 FAST = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "occlusion": {"window": 8, "stride": 8}}
 

@@ -1,4 +1,4 @@
-"""resnet_demo.export and `python -m resnet_demo export`: a model leaves as safetensors or ONNX with what it
+"""resnet_demo.store.export and `python -m resnet_demo export`: a model leaves as safetensors or ONNX with what it
 needs to be used (architecture, classes, input shape, normalisation), the same bytes every time, and the ONNX
 file gives the same answers as PyTorch."""
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_demo import export
-from resnet_demo.model import Arch, build_model
-from resnet_demo.paper import CLASSES, MEAN, STD
-from resnet_demo.registry import resolve, shipped_models
-from resnet_demo.weights import load_model, save_model
+from resnet_demo.nets.model import Arch, build_model
+from resnet_demo.nets.paper import CLASSES, MEAN, STD
+from resnet_demo.store import export
+from resnet_demo.store.registry import resolve, shipped_models
+from resnet_demo.store.weights import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
@@ -104,8 +104,8 @@ def test_onnx_export_matches_pytorch_on_every_shipped_test_image(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     import onnx
 
-    from resnet_demo.data import normalize
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.loader import normalize
+    from resnet_demo.data.testimages import read_test_images
 
     entry = resolve_shipped("resnet20-e100")
     proc = cli("export", "resnet20-e100", "--format", "onnx", "--out", str(tmp_path / "r20.onnx"), cwd=tmp_path)

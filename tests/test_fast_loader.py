@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_demo.data import PAD, DeviceLoader, Split, normalize
+from resnet_demo.data.cifar import Split
+from resnet_demo.data.loader import PAD, DeviceLoader, normalize
 
 
 def _reference_epoch(split: Split, batch_size: int, train: bool, seed: int, epoch: int, rank: int, world: int,

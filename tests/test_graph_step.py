@@ -9,11 +9,11 @@ import unittest.mock as mock
 import pytest
 import torch
 
-from resnet_demo import graph_step
-from resnet_demo.graph_step import GraphStep, make_step, resolve_step, sgd_update
-from resnet_demo.model import build_model
-from resnet_demo.recipes import get_recipe
-from resnet_demo.train import EagerStep
+from resnet_demo.nets.model import build_model
+from resnet_demo.training import graph_step
+from resnet_demo.training.graph_step import GraphStep, make_step, resolve_step, sgd_update
+from resnet_demo.training.recipes import get_recipe
+from resnet_demo.training.train import EagerStep
 
 CPU = torch.device("cpu")
 RECIPE = get_recipe("fast")  # Nesterov, wd 5e-4, label smoothing 0.1

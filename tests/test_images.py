@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_demo.images import ImageError, load_input, open_image
+from resnet_demo.data.images import ImageError, load_input, open_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,7 +190,7 @@ MEMORY_PROBE = r"""
 import gc, json, sys
 from pathlib import Path
 
-from resnet_demo.images import ImageError, load_input
+from resnet_demo.data.images import ImageError, load_input
 
 
 def kb(key):

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from resnet_demo import jobs, storage
-from resnet_demo.config import TrainConfig
-from resnet_demo.registry import finished_runs
+from resnet_demo.base import storage
+from resnet_demo.server import jobs
+from resnet_demo.store.registry import finished_runs
+from resnet_demo.training.config import TrainConfig
 
 pytestmark = pytest.mark.timeout(600)
 

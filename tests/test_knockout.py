@@ -1,4 +1,4 @@
-"""resnet_demo.knockout: removing a block is running the network with that block replaced by what it leaves
+"""resnet_demo.interpret.knockout: removing a block is running the network with that block replaced by what it leaves
 (its shortcut, the identity, or the option-A map), the shared-prefix fast path gives exactly that, and the
 shipped full-test-set table is whole and agrees with the manifest."""
 from __future__ import annotations
@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from resnet_demo import knockout
-from resnet_demo.anatomy import block_infos, blocks
-from resnet_demo.model import PadShortcut
-
 from test_anatomy import randomised
+
+from resnet_demo.interpret import knockout
+from resnet_demo.interpret.anatomy import block_infos, blocks
+from resnet_demo.nets.model import PadShortcut
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -128,11 +127,12 @@ def test_shipped_table_is_whole_and_matches_the_manifest():
 @pytest.mark.slow
 def test_shipped_table_rows_reproduce_on_the_real_test_set(real_data_dir):
     """Two rows of ResNet-56's table, re-measured one block at a time (the slow path)."""
-    from resnet_demo.data import load_cifar10, normalize
-    from resnet_demo.registry import resolve
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.data.loader import normalize
+    from resnet_demo.store.registry import resolve
 
     rec = shipped_table()["models"]["resnet56-e100"]
-    test = load_cifar10(real_data_dir, download=False).test
+    test = load_cifar10(real_data_dir).test
     model = resolve("resnet56-e100").load()
     x = normalize(torch.from_numpy(test.images).permute(0, 3, 1, 2))
     for k in (1, 9):  # a block that keeps the map size, and one that halves it

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from resnet_demo import cli
-from resnet_demo.model import Arch, BasicBlock, PadShortcut, build_model, count_params, describe
-from resnet_demo.paper import PRESET_DEPTHS, TABLE6_PARAMS_M, blocks_per_stage
+from resnet_demo.nets.model import Arch, BasicBlock, PadShortcut, build_model, count_params, describe
+from resnet_demo.nets.paper import PRESET_DEPTHS, TABLE6_PARAMS_M, blocks_per_stage
 
 # Option-A parameter counts, summed by hand (stem 3x3 conv+BN, 3 stages of n blocks of two 3x3 conv+BN, fc):
 # 269,722 for ResNet-20 as in public reproductions; rounded they are Table 6's 0.27M ... 1.7M, 19.4M.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_demo.manifest import read_manifest
-from resnet_demo.paper import PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
+from resnet_demo.nets.paper import PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
+from resnet_demo.store.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -127,8 +127,8 @@ def test_models_info_and_predict(laptop):
 
     from PIL import Image
 
-    from resnet_demo.paper import CLASSES
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.testimages import read_test_images
+    from resnet_demo.nets.paper import CLASSES
 
     command = _command("python -m resnet_demo predict")
     photo = next(a for a in shlex.split(command) if a.endswith(".jpg"))
@@ -215,7 +215,7 @@ def test_readme_results_row_matches_manifest(name):
     error = f"{100 * (1 - entry['test_accuracy']):.2f} %"
     assert f"**{error}** ({100 * entry['test_accuracy']:.2f} % accuracy)" in cells, (name, cells)
     assert f"{100 * (1 - entry['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
-    if not entry["plain"]:  # Table 6 and the public reproduction live in resnet_demo.paper
+    if not entry["plain"]:  # Table 6 and the public reproduction live in resnet_demo.nets.paper
         depth = entry["depth"]
         assert cells[1:4] == [f"{TABLE6_PARAMS_M[depth]}M", f"{TABLE6_ERROR[depth]:.2f} %",
                               f"{PUBLIC_REPRO_ERROR[depth]:.2f} %"], (name, cells)

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_demo.data import load_cifar10
+from resnet_demo.data.cifar import load_cifar10
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.realdata
 
 
 def test_real_data_integrity(real_data_dir):
-    d = load_cifar10(real_data_dir, download=False)
+    d = load_cifar10(real_data_dir)
     assert (len(d.train), len(d.test)) == (50_000, 10_000)
     assert np.bincount(d.train.labels).tolist() == [5000] * 10
     assert np.bincount(d.test.labels).tolist() == [1000] * 10
@@ -26,7 +26,7 @@ def test_real_data_integrity(real_data_dir):
     assert d.train.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert d.test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     # Per-channel mean of the training images: what paper.MEAN records.
-    from resnet_demo.paper import MEAN
+    from resnet_demo.nets.paper import MEAN
 
     assert np.allclose(d.train.images.reshape(-1, 3).mean(0) / 255, MEAN, atol=1e-4)
 
@@ -53,14 +53,14 @@ SHIPPED = ROOT / "weights"
 
 
 def _shipped_names() -> list[str]:
-    from resnet_demo.registry import shipped_models
+    from resnet_demo.store.registry import shipped_models
 
     return [e.name for e in shipped_models(SHIPPED)]
 
 
 @pytest.fixture(scope="module")
 def real_test_split(real_data_dir):
-    return load_cifar10(real_data_dir, download=False).test
+    return load_cifar10(real_data_dir).test
 
 
 @pytest.mark.slow  # each is two passes over the 10,000 test images (flip-TTA)
@@ -68,8 +68,8 @@ def real_test_split(real_data_dir):
     reason="no shipped weights in weights/ (ship a run with `python -m resnet_demo ship RUN`)"))])
 def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
     # Every number the manifest (and so the README and the app) states must come out of the shipped file.
-    from resnet_demo.evaluate import evaluate
-    from resnet_demo.registry import shipped_models
+    from resnet_demo.store.evaluate import evaluate
+    from resnet_demo.store.registry import shipped_models
 
     entry = next(e for e in shipped_models(SHIPPED) if e.name == name)
     result = evaluate(entry.load(), real_test_split, "cpu", flip_tta=True)
@@ -84,8 +84,8 @@ def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
 
 def test_shipped_test_images_are_the_real_pixels(real_test_split):
     # The Test-set page shows these instead of the data set, so they must be the genuine images, bit for bit.
-    from resnet_demo.testimages import read_test_images
-    from resnet_demo.registry import shipped_models
+    from resnet_demo.data.testimages import read_test_images
+    from resnet_demo.store.registry import shipped_models
 
     shipped = read_test_images(SHIPPED)
     if shipped is None:

@@ -1,6 +1,6 @@
 import json
 
-from resnet_demo.registry import shipped_models
+from resnet_demo.store.registry import shipped_models
 
 
 def test_tiny_weights_dir_is_loadable(tiny_weights_dir):
@@ -15,11 +15,11 @@ def test_tiny_weights_dir_is_loadable(tiny_weights_dir):
 def test_shipped_test_images_are_lossless_and_cover_every_mistake(tiny_weights_dir, synthetic_data_dir):
     import numpy as np
 
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.ship import GALLERY_PER_CLASS
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.data.testimages import read_test_images
+    from resnet_demo.store.ship import GALLERY_PER_CLASS
 
-    test = load_cifar10(synthetic_data_dir, download=False).test
+    test = load_cifar10(synthetic_data_dir).test
     shipped = read_test_images(tiny_weights_dir)
     for i, (image, label) in shipped.items():
         assert np.array_equal(image, test.images[i]) and label == test.labels[i]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.recipe_evidence import evidence, needed_epochs
-from resnet_demo.recipes import RECIPES, TABLE6_EPOCHS, get_recipe
+from resnet_demo.training.recipes import RECIPES, TABLE6_EPOCHS, get_recipe
 
 
 def test_the_epochs_per_depth_are_what_the_shipped_histories_give():

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_demo import checkpoint as ckpt
-from resnet_demo import device as device_mod
-from resnet_demo import recipes, storage
-from resnet_demo import train as train_mod
-from resnet_demo.config import TrainConfig
-from resnet_demo.events import epochs as epoch_rows
-from resnet_demo.events import read_events
-from resnet_demo.recipes import RECIPES, get_recipe
-from resnet_demo.train import TrainingError, train
+from resnet_demo.base import device as device_mod
+from resnet_demo.base import storage
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.events import read_events
+from resnet_demo.training import checkpoint as ckpt
+from resnet_demo.training import recipes
+from resnet_demo.training import train as train_mod
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.recipes import RECIPES, get_recipe
+from resnet_demo.training.train import TrainingError, train
 
 # The tiny_run fixture's settings (conftest.py): 640 synthetic images, batch 64 -> 10 steps per epoch, 2 epochs.
 TINY = dict(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu", download=False)
@@ -385,12 +386,12 @@ def test_both_precisions_train_and_record_which_was_used(synthetic_data_dir, tmp
     epoch = [e for e in read_events(out / "events.jsonl") if e["type"] == "epoch"][0]
     assert math.isfinite(epoch["train_loss"]) and 0 <= epoch["test_acc"] <= 1
     # The final figures come from an fp32 evaluation of the saved weights, whatever the training precision.
-    from resnet_demo.evaluate import evaluate
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.weights import load_model
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.store.evaluate import evaluate
+    from resnet_demo.store.weights import load_model
 
     model, _ = load_model(out / "model.safetensors")
-    again = evaluate(model, load_cifar10(str(synthetic_data_dir), download=False).test, "cpu")
+    again = evaluate(model, load_cifar10(str(synthetic_data_dir)).test, "cpu")
     assert again["accuracy"] == record["test_accuracy"]
 
 

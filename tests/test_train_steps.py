@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from resnet_demo import graph_step
-from resnet_demo import train as train_mod
-from resnet_demo.events import epochs as epoch_rows
-from resnet_demo.events import read_events
-from resnet_demo.config import TrainConfig
-from resnet_demo.train import TrainingError, train
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.events import read_events
+from resnet_demo.training import graph_step
+from resnet_demo.training import train as train_mod
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.train import TrainingError, train
 
 TINY = dict(depth=8, preset="classroom", epochs=2, batch_size=64, device="cpu", download=False)  # as tiny_run's
 

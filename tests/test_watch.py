@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from apptest_util import assert_clean, open_page
 
-from resnet_demo import jobs
 from resnet_demo.app import live
 from resnet_demo.app.charts import curves as charts
-from resnet_demo.watch import Poller
+from resnet_demo.server import jobs
+from resnet_demo.server.watch import Poller
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from resnet_demo import cli
-from resnet_demo.model import Arch, build_model
-from resnet_demo.registry import ENV_RUNS, ENV_WEIGHTS, finished_runs, list_models, resolve, shipped_models
-from resnet_demo.ship import BUDGET_BYTES, size_bytes
-from resnet_demo.weights import WeightsError, load_model, save_model
+from resnet_demo.nets.model import Arch, build_model
+from resnet_demo.store.registry import ENV_RUNS, ENV_WEIGHTS, finished_runs, list_models, resolve, shipped_models
+from resnet_demo.store.ship import BUDGET_BYTES, size_bytes
+from resnet_demo.store.weights import WeightsError, load_model, save_model
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_evaluate_json_contract(weights_copy, synthetic_data_dir, capsys):
     assert confusion.shape == (10, 10) and confusion.sum() == out["n"] == 320
     assert out["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     per_class = np.diag(confusion) / confusion.sum(1)
-    assert list(out["per_class"]) == list(__import__("resnet_demo.paper").paper.CLASSES)
+    assert list(out["per_class"]) == list(__import__("resnet_demo.nets.paper").paper.CLASSES)
     assert np.allclose(list(out["per_class"].values()), per_class)
     manifest = json.loads((weights_copy / "manifest.json").read_text())["models"]["resnet8"]
     assert out["accuracy"] == pytest.approx(manifest["test_accuracy"])  # the shipped figure is reproducible
@@ -183,7 +183,7 @@ def test_ship_cli_says_how_much_of_the_budget_weights_uses(tiny_run, synthetic_d
     out = capsys.readouterr().out
     assert "shipped tiny: test accuracy" in out
     assert f"weights/ now holds {size_bytes(tmp_path / 'w') / 1e6:.1f} MB of its 30 MB budget\n" in out
-    monkeypatch.setattr("resnet_demo.ship.BUDGET_BYTES", 1000)  # a shipped model is far bigger
+    monkeypatch.setattr("resnet_demo.store.ship.BUDGET_BYTES", 1000)  # a shipped model is far bigger
     assert cli.main(["ship", str(tiny_run), "--name", "tiny", "--data-dir", str(synthetic_data_dir),
                      "--no-download"]) == 0
     assert "budget: over it, so ship with --fp16 or remove a superseded model" in capsys.readouterr().out
@@ -198,17 +198,17 @@ def test_the_repository_weights_stay_within_budget():
 @pytest.fixture
 def twin_weights(weights_copy, tiny_run, synthetic_data_dir):
     """weights_copy with the tiny run shipped a second time, as 'resnet8-long': a successor for resnet8."""
-    from resnet_demo.ship import ship_run
+    from resnet_demo.store.ship import ship_run
 
     ship_run(tiny_run, "resnet8-long", data_dir=str(synthetic_data_dir), download=False, directory=weights_copy)
     return weights_copy
 
 
 def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, synthetic_data_dir, capsys):
-    from resnet_demo.data import load_cifar10
-    from resnet_demo.registry import retired_models, with_history
-    from resnet_demo.ship import update_test_images
-    from resnet_demo.testimages import read_test_images
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.data.testimages import read_test_images
+    from resnet_demo.store.registry import retired_models, with_history
+    from resnet_demo.store.ship import update_test_images
 
     old = json.loads((twin_weights / "manifest.json").read_text())["models"]["resnet8"]
     before = size_bytes(twin_weights)
@@ -233,15 +233,15 @@ def test_retiring_drops_weights_but_keeps_the_history_for_fig6(twin_weights, syn
         resolve("resnet8")
     # the test images shrink to what the remaining model needs, exactly as if written from the test set
     kept = read_test_images(twin_weights)
-    update_test_images(twin_weights, load_cifar10(str(synthetic_data_dir), download=False).test)
+    update_test_images(twin_weights, load_cifar10(str(synthetic_data_dir)).test)
     assert read_test_images(twin_weights).keys() == kept.keys()
     assert cli.main(["models"]) == 0
     assert "history only, for Fig. 6 (retired for resnet8-long)" in capsys.readouterr().out
 
 
 def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthetic_data_dir):
-    from resnet_demo.registry import retired_models
-    from resnet_demo.ship import retire_model, ship_run
+    from resnet_demo.store.registry import retired_models
+    from resnet_demo.store.ship import retire_model, ship_run
 
     manifest_before = (twin_weights / "manifest.json").read_bytes()
     with pytest.raises(WeightsError, match="no shipped model named 'resnet9'"):
@@ -269,10 +269,10 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
 
 SAVE_IN_A_FRESH_PROCESS = """
 import sys, torch
-from resnet_demo.checkpoint import save_checkpoint
-from resnet_demo.model import build_model
-from resnet_demo.storage import sha256_file
-from resnet_demo.weights import save_model
+from resnet_demo.training.checkpoint import save_checkpoint
+from resnet_demo.nets.model import build_model
+from resnet_demo.base.storage import sha256_file
+from resnet_demo.store.weights import save_model
 torch.manual_seed(0)
 model = build_model(8)
 extra = {k: i for i, k in enumerate("abcdefgh")}  # more keys: more orders a hash map could put them in

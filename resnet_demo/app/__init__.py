@@ -1,1 +1,5 @@
-"""The Streamlit classroom app, on top of the core. Only this package imports Streamlit and plotly."""
+"""The Streamlit classroom app: one module per page (pages/), every figure (charts/), and what the pages share.
+
+Imports: Streamlit and plotly (only here), Captum through resnet_demo.interpret, and the public names of every
+layer below; never resnet_demo.cli.
+"""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..export import FORMATS, export_bytes, filename, onnx_available
-from ..registry import ModelEntry
+from resnet_demo.store.export import FORMATS, export_bytes, filename, onnx_available
+from resnet_demo.store.registry import ModelEntry
+
 from . import state
 
 MIME = {"safetensors": "application/octet-stream", "onnx": "application/octet-stream"}

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ..anatomy import read_fig7
-from ..model import Arch
-from ..registry import ModelEntry
+from resnet_demo.interpret.anatomy import read_fig7
+from resnet_demo.nets.model import Arch
+from resnet_demo.store.registry import ModelEntry
+
 from . import inside_data
 from .charts.inside import fig7_figure
 from .charts.style import CONFIG

@@ -16,8 +16,9 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from ..images import ImageError, load_input, to_tensor
-from ..paper import CLASSES
+from resnet_demo.data.images import ImageError, load_input, to_tensor
+from resnet_demo.nets.paper import CLASSES
+
 from . import state, uploads
 from .plain import plain
 

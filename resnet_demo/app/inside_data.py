@@ -12,10 +12,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ..anatomy import response_stds
-from ..data import Split, normalize, stratified_subset
-from ..knockout import predict_without
-from ..registry import ModelEntry, weights_dir
+from resnet_demo.data.cifar import Split, stratified_subset
+from resnet_demo.data.loader import normalize
+from resnet_demo.interpret.anatomy import response_stds
+from resnet_demo.interpret.knockout import predict_without
+from resnet_demo.store.registry import ModelEntry, weights_dir
+
 from . import state
 
 BATCH = 250

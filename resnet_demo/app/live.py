@@ -9,9 +9,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from .. import jobs
-from ..events import epochs as epoch_rows
-from ..watch import Poller
+from resnet_demo.server import jobs
+from resnet_demo.server.watch import Poller
+from resnet_demo.store.events import epochs as epoch_rows
+
 from .charts import curves as charts
 
 REFRESH_S = 1.0  # how often the shared reader looks at the runs folder, at most

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..model import Arch
-from ..paper import PRESET_DEPTHS
-from ..registry import ModelEntry, default_model, model_label
+from resnet_demo.nets.model import Arch
+from resnet_demo.nets.paper import PRESET_DEPTHS
+from resnet_demo.store.registry import ModelEntry, default_model, model_label
+
 from . import state
 
 OTHER = "other"

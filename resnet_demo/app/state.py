@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import streamlit as st
 import torch
 
-from .. import testimages
-from ..data import DataError, Split, find_cifar10, load_cifar10
-from ..registry import ModelEntry, list_models, weights_dir
-from ..weights import WeightsError
+from resnet_demo.data import testimages
+from resnet_demo.data.cifar import DataError, Split, find_cifar10, load_cifar10
+from resnet_demo.store.registry import ModelEntry, list_models, weights_dir
+from resnet_demo.store.weights import WeightsError
 
 log = logging.getLogger("resnet_demo.app")
 
@@ -44,7 +44,7 @@ def guarded(fn: Callable[[], None]) -> None:
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=32)
 def _load(path: str, sha256: str | None, mtime: float) -> torch.nn.Module:
-    from ..weights import load_model
+    from resnet_demo.store.weights import load_model
 
     return load_model(path, sha256)[0]
 
@@ -72,7 +72,7 @@ def shipped_test_images() -> dict[int, tuple[np.ndarray, int]] | None:
 
 @st.cache_resource(max_entries=1, show_spinner="Reading the local test set...")
 def _local_test(directory: str, modified: float) -> Split:
-    return load_cifar10(directory, download=False).test
+    return load_cifar10(directory).test
 
 
 def local_test_set() -> Split | None:

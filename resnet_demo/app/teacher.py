@@ -18,8 +18,10 @@ import time
 
 import streamlit as st
 
-from .. import budget, jobs
-from ..config import TrainConfig
+from resnet_demo.server import jobs
+from resnet_demo.training import budget
+from resnet_demo.training.config import TrainConfig
+
 from . import live
 
 log = logging.getLogger("resnet_demo.app")

@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from .. import budget
+from resnet_demo.training import budget
 
 ENV = "RESNET_DEMO_APP_THREADS"
 DEFAULT = 1

@@ -11,7 +11,7 @@ import ctypes
 import ctypes.util
 import gc
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx

@@ -8,6 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
+# The folder that holds the package: its weights/ has the shipped models and the built-in data.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_WEIGHTS = PROJECT_ROOT / "weights"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

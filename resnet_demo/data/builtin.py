@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Cifar10, DataError, Split, stratified_indices
-from .mosaic import decode_mosaic, encode_mosaic
+from resnet_demo.base.storage import SHIPPED_WEIGHTS
+from resnet_demo.data.cifar import Cifar10, DataError, Split, stratified_indices
+from resnet_demo.data.mosaic import decode_mosaic, encode_mosaic
 
 FILENAME = "cifar10-builtin.npz"
 TRAIN_IMAGES = 5_000
@@ -28,7 +29,7 @@ SPLITS = ("train", "test")
 
 def builtin_path() -> Path:
     """Beside the shipped models, found from the package (not $RESNET_DEMO_WEIGHTS, which points at models)."""
-    return Path(__file__).resolve().parent.parent / "weights" / FILENAME
+    return SHIPPED_WEIGHTS / FILENAME
 
 
 def pixels_sha256(images: np.ndarray) -> str:
@@ -41,7 +42,7 @@ def build(full: Cifar10, n_train: int = TRAIN_IMAGES, n_test: int = TEST_IMAGES,
     arrays: dict[str, np.ndarray] = {}
     provenance = {
         "what": "a stratified random subset of CIFAR-10 (Krizhevsky 2009), for training without the full set",
-        "chosen_by": f"resnet_demo.data.stratified_indices(labels, n, seed={seed}) on each genuine split",
+        "chosen_by": f"resnet_demo.data.cifar.stratified_indices(labels, n, seed={seed}) on each genuine split",
         "made_with": "python scripts/make_builtin_data.py --data-dir DIR",
         "pixels": "lossless WebP mosaic, 50 images a row; *_sha256 is the sha256 of the decoded (N, 32, 32, 3) "
                   "uint8 array, *_indices the images' positions in the genuine split (train: data_batch_1..5 in "

@@ -19,7 +19,8 @@ from typing import Callable
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from .data import ENV_DATA, DataError, offline
+from resnet_demo.data.cifar import ENV_DATA, Cifar10, DataError, candidate_dirs, find_cifar10, how_to_get, load_cifar10, \
+    offline, read_torchvision
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision.datasets.CIFAR10.tgz_md5
@@ -78,6 +79,21 @@ def download_cifar10(dest: str | os.PathLike, progress: Progress | None = None, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def load_or_download(data_dir: str | os.PathLike | None = None, download: bool | None = None) -> Cifar10:
+    """The full set; when it is nowhere to be found, downloaded into the first candidate folder (unless offline or
+    `download` is False)."""
+    if download is None:
+        download = not offline()
+    if find_cifar10(data_dir) is not None or not download:
+        return load_cifar10(data_dir)
+    root = candidate_dirs(data_dir)[0]
+    print(f"The full CIFAR-10 was not found; downloading it into {root} ...", file=sys.stderr, flush=True)
+    try:
+        return read_torchvision(download_cifar10(root, progress_lines()).parent)
+    except DataError as e:
+        raise DataError(f"{how_to_get(data_dir)} The download failed: {e}") from None
 
 
 def progress_lines() -> Progress:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import normalize
-from .paper import IMAGE_SIZE
+from resnet_demo.data.loader import normalize
+from resnet_demo.nets.paper import IMAGE_SIZE
 
 MAX_PIXELS = 50_000_000  # what a header may claim; a 1-gigapixel "bomb" is refused before decoding
 MAX_DECODED_BYTES = 32 * 2**20  # one decoded image in memory: an 8-megapixel colour PNG, a 16-megapixel 16-bit one

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .mosaic import decode_mosaic, encode_mosaic
-from .storage import atomic_write_bytes
+from resnet_demo.data.mosaic import decode_mosaic, encode_mosaic
+from resnet_demo.base.storage import atomic_write_bytes
 
 FILENAME = "test_images.npz"
 

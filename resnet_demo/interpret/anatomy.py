@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import BasicBlock, CifarResNet, STAGE_WIDTHS
-from .registry import weights_dir
+from resnet_demo.nets.model import STAGE_WIDTHS, BasicBlock, CifarResNet
+from resnet_demo.store.registry import weights_dir
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,23 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
-from captum.attr import (GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
-                         Occlusion, Saliency)
+from captum.attr import (
+    GuidedGradCam,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
 
-from .images import upscale
-from .paper import IMAGE_SIZE, MEAN, STD
+from resnet_demo.data.images import upscale
+from resnet_demo.nets.paper import IMAGE_SIZE, MEAN, STD
 
 # Captum warns on every guided-backprop call that it sets (and later removes) ReLU hooks; we know, and we
 # only ever hook a private copy of the model.

@@ -15,16 +15,16 @@ What "remove" means, block by block:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .anatomy import BlockInfo, block_infos, blocks, head, read_shipped_json, stem
-from .model import BasicBlock, CifarResNet, PadShortcut
+from resnet_demo.interpret.anatomy import BlockInfo, block_infos, blocks, head, read_shipped_json, stem
+from resnet_demo.nets.model import BasicBlock, CifarResNet, PadShortcut
 
 IDENTITY, PAD, PROJECTION = "identity", "option-A shortcut", "option-B projection"
 TABLE_FILE = "knockout.json"  # in weights/: the full-test-set table, measured by scripts/inside_tables.py
@@ -122,7 +122,7 @@ class Counts:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Counts":
+    def from_dict(cls, d: dict) -> Counts:
         return cls(int(d["images"]), int(d["intact_correct"]), {int(k): int(v) for k, v in d["correct"].items()},
                    {int(k): int(v) for k, v in d["changed"].items()})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .paper import CLASSES
+from resnet_demo.nets.paper import CLASSES
 
 
 @torch.inference_mode()

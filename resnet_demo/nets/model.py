@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from .paper import CLASSES, blocks_per_stage
+from resnet_demo.nets.paper import CLASSES, blocks_per_stage
 
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -46,7 +46,7 @@ class Arch:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Arch":
+    def from_dict(cls, d: dict) -> Arch:
         return cls(depth=int(d["depth"]), plain=bool(d.get("plain", False)), shortcut=str(d.get("shortcut", "A")))
 
 

@@ -25,14 +25,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget
-from . import checkpoint as ckpt
-from .config import TrainConfig
-from .events import Event, last, latest_attempt_end, read_events
-from .model import Arch
-from .registry import PACKAGE_ROOT, runs_dir
-from .storage import atomic_write_json
-from .train import STOP_FILE
+from resnet_demo.base.storage import PROJECT_ROOT, atomic_write_json
+from resnet_demo.nets.model import Arch
+from resnet_demo.store.events import Event, last, latest_attempt_end, read_events
+from resnet_demo.store.registry import runs_dir
+from resnet_demo.training import budget
+from resnet_demo.training import checkpoint as ckpt
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.train import STOP_FILE
 
 ACTIVE_FILE = ".active.json"
 JOB_FILE = "job.json"
@@ -42,7 +42,7 @@ LAUNCH_MARK = "=== launched "      # a line in train.log before each (re)start; 
 LAUNCH_GRACE_S = 60.0              # a lock without a pid yet (process being spawned) counts as alive this long
 UNREADABLE_GRACE_S = 5.0           # an unreadable lock is being written this long at most; older, it is debris
 
-log = logging.getLogger("resnet_demo.jobs")
+log = logging.getLogger("resnet_demo.server.jobs")
 
 _start_lock = threading.Lock()     # tabs of one server are threads: serialise start/resume
 _children: dict[int, subprocess.Popen] = {}  # our own child processes, polled so none lingers as a zombie
@@ -232,7 +232,7 @@ def _launch(runs: Path, run_id: str, args: list[str]) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for secret in (TEACHER_PASSWORD_ENV, "teacher_password"):  # Streamlit copies secrets.toml's into the environment
         env.pop(secret, None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     with open(out / LOG_FILE, "a", encoding="utf-8") as log_file:
         log_file.write(f"{LAUNCH_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
         log_file.flush()

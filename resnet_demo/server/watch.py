@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import jobs
+from resnet_demo.server import jobs
 
 FORGET_AFTER_S = 60.0  # an answer nobody asked for again this long is dropped (a run a tab looked at once)
 

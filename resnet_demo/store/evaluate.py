@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DeviceLoader, Split, eval_batch_size
-from .paper import CLASSES
-from .storage import atomic_write_bytes
+from resnet_demo.base.storage import atomic_write_bytes
+from resnet_demo.data.cifar import Split
+from resnet_demo.data.loader import DeviceLoader, eval_batch_size
+from resnet_demo.nets.paper import CLASSES
 
 
 @torch.inference_mode()

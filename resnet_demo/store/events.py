@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from .storage import atomic_write_bytes
+from resnet_demo.base.storage import atomic_write_bytes
 
 Event = dict
 Listener = Callable[[Event], None]

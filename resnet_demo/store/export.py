@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .model import CifarResNet
-from .paper import CLASSES, IMAGE_SIZE, MEAN, STD
-from .registry import ModelEntry
-from .weights import model_bytes
+from resnet_demo.nets.model import CifarResNet
+from resnet_demo.nets.paper import CLASSES, IMAGE_SIZE, MEAN, STD
+from resnet_demo.store.registry import ModelEntry
+from resnet_demo.store.weights import model_bytes
 
 FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
 ONNX_OPSET = 18

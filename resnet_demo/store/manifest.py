@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .storage import atomic_write_json
-from .weights import WeightsError
+from resnet_demo.base.storage import atomic_write_json
+from resnet_demo.store.weights import WeightsError
 
 FILENAME = "manifest.json"
 

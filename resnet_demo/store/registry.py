@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluate import load_predictions
-from .events import read_events
-from .manifest import read_manifest
-from .model import Arch, CifarResNet
-from .weights import WeightsError, load_model, read_arch
+from resnet_demo.base.storage import SHIPPED_WEIGHTS
+from resnet_demo.nets.model import Arch, CifarResNet
+from resnet_demo.store.evaluate import load_predictions
+from resnet_demo.store.events import read_events
+from resnet_demo.store.manifest import read_manifest
+from resnet_demo.store.weights import WeightsError, load_model, read_arch
 
 ENV_WEIGHTS = "RESNET_DEMO_WEIGHTS"
 ENV_RUNS = "RESNET_DEMO_RUNS"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Guessing among ten classes scores 10 %; a model below 15 % has learned nothing a class could see (a run stopped
 # after a few steps). It is no model to offer, though its training curve is still worth a look.
 CHANCE_ACCURACY = 0.15
@@ -37,7 +37,7 @@ def at_chance_level(accuracy: float | None) -> bool:
 
 
 def weights_dir() -> Path:
-    return Path(os.environ.get(ENV_WEIGHTS) or PACKAGE_ROOT / "weights")
+    return Path(os.environ.get(ENV_WEIGHTS) or SHIPPED_WEIGHTS)
 
 
 def runs_dir() -> Path:

@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Split, load_cifar10
-from .evaluate import evaluate, save_predictions
-from .events import latest_run, read_events, write_events
-from .manifest import read_manifest, write_manifest, write_manifest_entry
-from .model import Arch
-from .paper import CLASSES
-from .registry import shipped_models, weights_dir
-from .testimages import read_test_images, write_test_images
-from .weights import WeightsError, load_model, save_model
+from resnet_demo.data.cifar import Split
+from resnet_demo.data.download import load_or_download
+from resnet_demo.data.testimages import read_test_images, write_test_images
+from resnet_demo.nets.model import Arch
+from resnet_demo.nets.paper import CLASSES
+from resnet_demo.store.evaluate import evaluate, save_predictions
+from resnet_demo.store.events import latest_run, read_events, write_events
+from resnet_demo.store.manifest import read_manifest, write_manifest, write_manifest_entry
+from resnet_demo.store.registry import shipped_models, weights_dir
+from resnet_demo.store.weights import WeightsError, load_model, save_model
 
 BUDGET_BYTES = 30_000_000
 GALLERY_PER_CLASS = 12
@@ -57,7 +58,7 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     directory.mkdir(parents=True, exist_ok=True)
     sha = save_model(directory / f"{name}.safetensors", model, meta["arch"], dtype=torch.float16 if fp16 else None)
     shipped, _ = load_model(directory / f"{name}.safetensors", sha)
-    data = load_cifar10(data_dir, download=download)
+    data = load_or_download(data_dir, download)
     result = evaluate(shipped, data.test, "cpu", flip_tta=True)
     save_predictions(directory / f"{name}.preds.npz", result["probs"], data.test.labels)
     write_events(directory / f"{name}.history.jsonl", thin_history(read_events(run / record.get("history", "events.jsonl"))))

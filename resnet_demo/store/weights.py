@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .model import Arch, CifarResNet
-from .paper import CLASSES, MEAN, STD
-from .storage import atomic_write_bytes, sha256_bytes
+from resnet_demo.base.storage import atomic_write_bytes, sha256_bytes
+from resnet_demo.nets.model import Arch, CifarResNet
+from resnet_demo.nets.paper import CLASSES, MEAN, STD
 
 FORMAT = "resnet-demo-weights/1"
 MAX_HEADER = 100_000_000

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
-from .config import TrainConfig
-from .device import precision_label, resolve_device, resolve_precision
-from .model import CifarResNet, count_params
-from .paper import PRESET_DEPTHS, blocks_per_stage
-from .recipes import RECIPES
-from .weights import WeightsError
+from resnet_demo.base.device import precision_label, resolve_device, resolve_precision
+from resnet_demo.nets.model import CifarResNet, count_params
+from resnet_demo.nets.paper import PRESET_DEPTHS, blocks_per_stage
+from resnet_demo.store.weights import WeightsError
+from resnet_demo.training import checkpoint as ckpt
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.recipes import RECIPES
 
 GB = 1e9
 ENV_MAX_GB = "RESNET_DEMO_MAX_TRAIN_GB"
@@ -93,7 +93,7 @@ class Allowance:
 # ---------------------------------------------------------------- the estimate
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_counts(depth: int, plain: bool, shortcut: str) -> tuple[int, int]:
     """(bytes autograd saves for one image in fp32, parameters) of a network, from a forward pass on the meta
     device: shapes only, nothing allocated."""

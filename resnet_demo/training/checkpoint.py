@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .storage import atomic_write_bytes
-from .weights import WeightsError, read_file_header, read_header, safetensors_bytes, state_tensors
+from resnet_demo.base.storage import atomic_write_bytes
+from resnet_demo.store.weights import WeightsError, read_file_header, read_header, safetensors_bytes, state_tensors
 
 FORMAT = "resnet-demo-checkpoint/1"
 FILENAME = "checkpoint.safetensors"

@@ -11,11 +11,11 @@ import argparse
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .device import DEVICE_NAMES, PRECISIONS, check_device_name
-from .graph_step import STEP_CHOICES
-from .model import Arch
-from .paper import PRESET_DEPTHS, blocks_per_stage
-from .recipes import RECIPES
+from resnet_demo.base.device import DEVICE_NAMES, PRECISIONS, check_device_name
+from resnet_demo.nets.model import Arch
+from resnet_demo.nets.paper import PRESET_DEPTHS, blocks_per_stage
+from resnet_demo.training.graph_step import STEP_CHOICES
+from resnet_demo.training.recipes import RECIPES
 
 # kind: "run": what the run is (the Train page sets these, a job's argument list carries them, a resume repeats
 #       them); "io": where this process reads and writes and how it was asked to; "record": written down only.

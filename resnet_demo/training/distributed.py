@@ -6,8 +6,8 @@ the same either way. torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; rank 0 alone
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

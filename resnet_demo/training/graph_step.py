@@ -21,12 +21,12 @@ says which step runs and why, for the run's events and metrics.json.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .recipes import Recipe
+from resnet_demo.training.recipes import Recipe
 
 STEP_CHOICES = ("auto", "eager", "graph")
 WARMUP_STEPS = 3  # before capture, on a side stream: cuDNN picks its algorithms, the allocator settles

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import builtin_data
-from .data import Cifar10, DataError, Split, find_cifar10, how_to_get, load_cifar10, offline
-from .recipes import RECIPES
+from resnet_demo.data import builtin as builtin_data
+from resnet_demo.data.cifar import Cifar10, DataError, Split, find_cifar10, how_to_get, load_cifar10, offline
+from resnet_demo.data.download import load_or_download
+from resnet_demo.training.recipes import RECIPES
 
 FULL = "full"
 BUILTIN = "builtin"
@@ -67,7 +68,7 @@ def load_for_training(data_dir: str | os.PathLike | None, preset: str, subset: i
             download = not offline()
         if not download:
             raise DataError(missing_message(data_dir, preset, subset, info))
-    return load_cifar10(data_dir, download=download)
+    return load_or_download(data_dir, download)
 
 
 def data_record(data: Cifar10) -> dict:
@@ -80,7 +81,7 @@ def load_test_set(data_dir: str | os.PathLike | None = None) -> tuple[Split, str
     """(the test split, a note) for evaluating a model: the full 10,000 when found, else the built-in test subset,
     with a note that says so. Never downloads."""
     if find_cifar10(data_dir) is not None:
-        return load_cifar10(data_dir, download=False).test, ""
+        return load_cifar10(data_dir).test, ""
     if builtin_data.info() is None:
         raise DataError(how_to_get(data_dir))
     test = builtin_data.load().test

@@ -18,28 +18,29 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint as ckpt
-from . import distributed
-from .config import TrainConfig
-from .data import Cifar10, DataError, DeviceLoader, eval_batch_size, stratified_subset
-from .device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
-from .distributed import World, all_sum
-from .evaluate import evaluate, save_predictions
-from .graph_step import Step, make_step
-from .events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
-from .model import CifarResNet, count_params
-from .paper import CLASSES, MEAN, STD
-from .recipes import WARMUP_110, Recipe, get_recipe
-from .sources import data_record, load_for_training
-from .storage import StorageError, atomic_write_json
-from .weights import WeightsError, save_model
+from resnet_demo.base.device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
+from resnet_demo.base.storage import StorageError, atomic_write_json
+from resnet_demo.data.cifar import Cifar10, DataError, stratified_subset
+from resnet_demo.data.loader import DeviceLoader, eval_batch_size
+from resnet_demo.nets.model import CifarResNet, count_params
+from resnet_demo.nets.paper import CLASSES, MEAN, STD
+from resnet_demo.store.evaluate import evaluate, save_predictions
+from resnet_demo.store.events import EventLog, Listener, broadcast, iter_type, latest_run, read_events
+from resnet_demo.store.weights import WeightsError, save_model
+from resnet_demo.training import checkpoint as ckpt
+from resnet_demo.training import distributed
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.distributed import World, all_sum
+from resnet_demo.training.graph_step import Step, make_step
+from resnet_demo.training.recipes import WARMUP_110, Recipe, get_recipe
+from resnet_demo.training.sources import data_record, load_for_training
 
 STOP_FILE = "STOP"
 EMIT_EVERY_S = 0.5  # step events: often enough for a live chart, rare enough to cost nothing

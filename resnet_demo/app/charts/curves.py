@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ...events import epochs as epoch_rows
-from ...events import iter_type
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.events import iter_type
+
 from .style import PALETTE, style
 
 MAX_POINTS = 1500  # per line: more points only slow the browser

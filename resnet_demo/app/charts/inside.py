@@ -10,7 +10,8 @@ from functools import lru_cache
 import numpy as np
 import plotly.graph_objects as go
 
-from ...images import upscale
+from resnet_demo.data.images import upscale
+
 from .style import BLUE, GREY, INK, PALETTE, RED, style
 
 BACKGROUND = 245  # the grey between tiles of a mosaic

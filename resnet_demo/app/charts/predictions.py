@@ -9,7 +9,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import torch
 
-from ...inference import top_k
+from resnet_demo.nets.inference import top_k
+
 from .style import BLUE, GREEN, GREY, RED, style
 
 LABEL_PX = 92  # room for the longest class name ("automobile") beside its bar; automargin alone clips it

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ...paper import CLASSES
+from resnet_demo.nets.paper import CLASSES
+
 from .style import INK, PALETTE, style
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ... import explain
-from ...explain import METHODS, Attribution
-from ...inference import probabilities, top_k
-from ...paper import CLASSES
-from ...registry import ModelEntry
+from resnet_demo.interpret import explain
+from resnet_demo.interpret.explain import METHODS, Attribution
+from resnet_demo.nets.inference import probabilities, top_k
+from resnet_demo.nets.paper import CLASSES
+from resnet_demo.store.registry import ModelEntry
+
 from .. import inputs, pickers, state
 
 SIZE = 256  # 32x32 drawn 8x

@@ -10,13 +10,13 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ... import anatomy, knockout
-from ...images import upscale
-from ...paper import CLASSES
-from ...registry import ModelEntry
+from resnet_demo.data.images import upscale
+from resnet_demo.interpret import anatomy, knockout
+from resnet_demo.nets.paper import CLASSES
+from resnet_demo.store.registry import ModelEntry
+
 from .. import inputs, inside_data, pickers, state
-from ..charts.inside import (block_from_selection, block_rms_figure, colorbar, diverging, knockout_figure,
-                             sequential)
+from ..charts.inside import block_from_selection, block_rms_figure, colorbar, diverging, knockout_figure, sequential
 from ..charts.style import CONFIG
 
 VIEWS = {"maps": "Feature maps", "blocks": "F(x) + x, block by block", "knockout": "Block knockout"}

@@ -8,11 +8,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ...events import epochs as epoch_rows
-from ...model import Arch, describe
-from ...paper import FIG6_CORE, FIG6_NOTE, PRESET_DEPTHS, PUBLIC_REPRO_ERROR, TABLE6_ERROR, TABLE6_PARAMS_M
-from ...registry import ModelEntry, how_trained, shipped_models, with_history
-from ...weights import WeightsError
+from resnet_demo.nets.model import Arch, describe
+from resnet_demo.nets.paper import (
+    FIG6_CORE,
+    FIG6_NOTE,
+    PRESET_DEPTHS,
+    PUBLIC_REPRO_ERROR,
+    TABLE6_ERROR,
+    TABLE6_PARAMS_M,
+)
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.registry import ModelEntry, how_trained, shipped_models, with_history
+from resnet_demo.store.weights import WeightsError
+
 from .. import fig7, pickers, state
 from ..charts import curves
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from ...images import upscale
-from ...inference import probabilities, top_k
-from ...registry import ModelEntry, model_label
+from resnet_demo.data.images import upscale
+from resnet_demo.nets.inference import probabilities, top_k
+from resnet_demo.store.registry import ModelEntry, model_label
+
 from .. import downloads, inputs, pickers, state
 from ..charts.predictions import top5_figure
 from ..charts.style import CONFIG

@@ -6,16 +6,17 @@ used instead (all of them, not just the subset), and the model can be re-evaluat
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
 
-from ...data import find_cifar10
-from ...evaluate import confusion_matrix, evaluate, load_predictions, per_class_accuracy
-from ...paper import CLASSES, TABLE6_ERROR
-from ...registry import ModelEntry, model_label
-from ...weights import WeightsError
+from resnet_demo.data.cifar import find_cifar10
+from resnet_demo.nets.paper import CLASSES, TABLE6_ERROR
+from resnet_demo.store.evaluate import confusion_matrix, evaluate, load_predictions, per_class_accuracy
+from resnet_demo.store.registry import ModelEntry, model_label
+from resnet_demo.store.weights import WeightsError
+
 from .. import pickers, state
 from ..charts.style import CONFIG
 from ..charts.testset import cell_from_selection, confusion_figure, per_class_bars

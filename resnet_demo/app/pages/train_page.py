@@ -1,6 +1,6 @@
 """Train page: start one background training job, watch it live from any tab, stop/resume it, compare runs.
 
-The job runs in its own process (resnet_demo.jobs); this page only reads its files, so it never blocks:
+The job runs in its own process (resnet_demo.server.jobs); this page only reads its files, so it never blocks:
 a fragment polls the event file every second while a job runs (every few seconds otherwise, to notice a
 job started from another tab).
 """
@@ -11,17 +11,19 @@ import time
 import streamlit as st
 import torch
 
-from ... import jobs, sources
-from ...config import TrainConfig
-from ...data import candidate_dirs, find_cifar10
-from ...download import DownloadError, download_cifar10, offline_help
-from ...events import current_phase
-from ...events import epochs as epoch_rows
-from ...model import Arch
-from ...paper import FIG6_CORE, FIG6_NOTE
-from ...recipes import RECIPES
-from ...registry import ModelEntry, at_chance_level, finished_runs, model_label, with_history
-from ...weights import WeightsError
+from resnet_demo.data.cifar import candidate_dirs, find_cifar10
+from resnet_demo.data.download import DownloadError, download_cifar10, offline_help
+from resnet_demo.nets.model import Arch
+from resnet_demo.nets.paper import FIG6_CORE, FIG6_NOTE
+from resnet_demo.server import jobs
+from resnet_demo.store.events import current_phase
+from resnet_demo.store.events import epochs as epoch_rows
+from resnet_demo.store.registry import ModelEntry, at_chance_level, finished_runs, model_label, with_history
+from resnet_demo.store.weights import WeightsError
+from resnet_demo.training import sources
+from resnet_demo.training.config import TrainConfig
+from resnet_demo.training.recipes import RECIPES
+
 from .. import live, pickers, teacher
 from ..charts import curves
 from ..charts.style import CONFIG

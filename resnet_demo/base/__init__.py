@@ -1,0 +1,5 @@
+"""Small helpers every layer uses: files that are never half-written (storage) and device, precision and hardware
+naming (device).
+
+Imports: the standard library, numpy and torch only; nothing of resnet_demo.
+"""
