@@ -32,12 +32,16 @@ def gpu_rows(ws: Workspace, depths: list[int], log) -> list[Row]:
     for depth in depths:
         target_s = GPU_TARGET_S.get(depth, 90)
         rid, name = f"tta.cuda.r{depth}", f"GPU time to paper error, ResNet-{depth} ({GPU_PRESET} preset)"
-        reason = "no CUDA GPU (torch.cuda.is_available() is False)" if not torch.cuda.is_available() else _no_real_data(ws)
+        if torch.cuda.is_available():
+            reason = _no_real_data(ws)
+        else:
+            reason = "no CUDA GPU (torch.cuda.is_available() is False)"
         if reason:
             rows.append(skipped(rid, name, "s", f"< {target_s} s", reason))
             continue
         goal = 1 - TABLE6_ERROR[depth] / 100
-        log(f"  cuda ResNet-{depth}: {GPU_PRESET} preset until test accuracy >= {100 * goal:.2f}% (cap {4 * target_s} s) ...")
+        log(f"  cuda ResNet-{depth}: {GPU_PRESET} preset until test accuracy >= {100 * goal:.2f}% "
+            f"(cap {4 * target_s} s) ...")
         r = time_to_accuracy(ws.real_data, ws.new_run_dir(), depth, "cuda", GPU_PRESET, goal,
                              time.perf_counter() + 4 * target_s, stop_at_goal=True)
         rows.append(accuracy_row(rid, name, r, goal, target_s))
@@ -52,7 +56,8 @@ def accuracy_row(rid: str, name: str, r: dict, goal: float, target_s: float) -> 
                    f"step: {r['step_path']}", extra=r)
     return Row(rid, name, None, "s", f"< {target_s} s", False,
                f"not reached within {r['wall_s']:.0f} s: best test accuracy {100 * r['best_acc']:.2f}% after "
-               f"{len(r['history'])} of {r['epochs']} epoch(s), goal {100 * goal:.2f}%; step: {r['step_path']}", extra=r)
+               f"{len(r['history'])} of {r['epochs']} epoch(s), goal {100 * goal:.2f}%; step: {r['step_path']}",
+               extra=r)
 
 
 def time_to_accuracy(data_dir, out, depth: int, device: str, preset: str, goal: float, deadline: float,
@@ -103,9 +108,11 @@ def cpu_classroom_row(ws: Workspace, log) -> Row:
     if reason:
         return skipped(rid, name, "%", target, reason)
     recipe = get_recipe("classroom", "cpu")
-    log(f"  cpu ResNet-20 classroom preset ({recipe.epochs} epochs, batch {recipe.batch_size}), stop at {CPU_BUDGET_S} s ...")
+    log(f"  cpu ResNet-20 classroom preset ({recipe.epochs} epochs, batch {recipe.batch_size}), "
+        f"stop at {CPU_BUDGET_S} s ...")
     out = ws.new_run_dir()
-    cfg = TrainConfig(depth=20, preset="classroom", device="cpu", data_dir=str(ws.real_data), out=str(out), download=False)
+    cfg = TrainConfig(depth=20, preset="classroom", device="cpu", data_dir=str(ws.real_data), out=str(out),
+                      download=False)
     t0 = time.perf_counter()
     result = train(cfg, should_stop=lambda: time.perf_counter() - t0 > CPU_BUDGET_S)
     wall = time.perf_counter() - t0
@@ -121,6 +128,7 @@ def cpu_classroom_row(ws: Workspace, log) -> Row:
                 f"{recipe.epochs * (50_000 // recipe.batch_size)}; accuracy of that checkpoint (mid-schedule)")
     else:
         acc = result["test_accuracy"]
-        note = f"finished in {wall:.0f} s wall ({result['steps']} steps; final evaluation of 10,000 test images included)"
+        note = (f"finished in {wall:.0f} s wall ({result['steps']} steps; "
+                "final evaluation of 10,000 test images included)")
     return Row(rid, name, 100 * acc, "%", target, acc >= 0.75, f"{note}; {torch.get_num_threads()} torch threads",
                extra={"wall_s": wall})

@@ -31,7 +31,8 @@ def main() -> None:
                 model(x[i:i + batch])
             seconds = time.perf_counter() - t
             after = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"batch {batch:4d}: {IMAGES / seconds:5.0f} img/s, system time {after.ru_stime - before.ru_stime:5.1f} s, "
+        print(f"batch {batch:4d}: {IMAGES / seconds:5.0f} img/s, "
+              f"system time {after.ru_stime - before.ru_stime:5.1f} s, "
               f"minor page faults {after.ru_minflt - before.ru_minflt:,}")
 
 

@@ -62,9 +62,10 @@ def throughput(ws: Workspace, depths: list[int], device: torch.device, quick: bo
     rows = []
     for depth in depths:
         row: dict = {"depth": depth}
-        for name, fn in (("baseline", lambda: baseline_throughput(ws, depth, device, 128, workers, w)),
-                         ("eager", lambda: ours_throughput(ws, depth, device, PRESET, w, step="eager")),
-                         ("fast", lambda: ours_throughput(ws, depth, device, PRESET, w, step="auto"))):
+        # each fn is called in this iteration; the default argument binds depth all the same
+        for name, fn in (("baseline", lambda d=depth: baseline_throughput(ws, d, device, 128, workers, w)),
+                         ("eager", lambda d=depth: ours_throughput(ws, d, device, PRESET, w, step="eager")),
+                         ("fast", lambda d=depth: ours_throughput(ws, d, device, PRESET, w, step="auto"))):
             if time.perf_counter() > deadline:
                 row[name] = {"skipped": "the time budget was spent"}
                 continue
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     depths = [8] if args.quick else list(DEPTHS)
     record = {"command": "python -m benchmarks.gpu " + " ".join(argv if argv is not None else sys.argv[1:]),
               "quick": args.quick, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_s": args.budget_s,
-              "data": ws.data_dir()[1] if args.quick else str(ws.real_data), "preset": PRESET, "environment": environment(device)}
+              "data": ws.data_dir()[1] if args.quick else str(ws.real_data), "preset": PRESET,
+              "environment": environment(device)}
     try:
         log("[throughput]")
         record["throughput"] = throughput(ws, depths, device, args.quick, deadline, log)

@@ -1,4 +1,4 @@
-"""The trainer's peak memory on the CPU against resnet_demo.training.budget's estimate: the calibration of the training guard.
+"""The trainer's peak CPU memory against resnet_demo.training.budget's estimate: the calibration of the training guard.
 
     python -m benchmarks.memory --data-dir /path/to/cifar10          # the table in BENCHMARKS.md
     python -m benchmarks.memory --quick                               # two small runs: checks the script
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir, note = ws.data_dir()
         rows = []
         print(f"data: {note}; CPU: {machine()['cpu']}, {os.cpu_count()} cores")
-        print(f"{'depth':>5} {'batch':>5} {'images':>6} {'precision':>13} {'peak MB':>8} {'estimate MB':>11} {'est/peak':>8}")
+        print(f"{'depth':>5} {'batch':>5} {'images':>6} {'precision':>13} {'peak MB':>8} {'estimate MB':>11} "
+              f"{'est/peak':>8}")
         for precision in args.precisions.split(","):
             for depth, batch, images in QUICK_RUNS if args.quick else RUNS:
                 row = peak_rss(data_dir, depth, batch, images, precision, args.steps)

@@ -57,6 +57,12 @@ def evidence(weights: Path = REPO / "weights") -> list[dict]:
     return rows
 
 
+def _crossed(row: dict, epochs: int) -> str:
+    """When the run of `epochs` epochs first reached Table 6, in words."""
+    at = row[f"crossed_{epochs}"]
+    return "never" if at is None else f"epoch {at}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
@@ -68,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'depth':>5}  {'Table 6':>7}  {'40 ep: final':>12}  {'crossed at':>10}  {'100 ep: final':>13}  "
           f"{'crossed at':>10}  {'epochs (+' + str(MARGIN) + ')':>12}")
     for r in rows:
-        crossed = lambda n: "never" if r[f"crossed_{n}"] is None else f"epoch {r[f'crossed_{n}']}"  # noqa: E731
         print(f"{r['depth']:>5}  {r['table6_accuracy']:>7.2f}  {r['final_40']:>7.2f} ({r['margin_40']:+.2f})  "
-              f"{crossed(40):>10}  {r['final_100']:>8.2f} ({r['margin_100']:+.2f})  {crossed(100):>10}  "
+              f"{_crossed(r, 40):>10}  {r['final_100']:>8.2f} ({r['margin_100']:+.2f})  {_crossed(r, 100):>10}  "
               f"{r['epochs']:>12}")
     return 0
 

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     print(describe_machine(before), flush=True)
     if args.quick:
-        print("--quick: small step counts and repeats; these numbers check the script, they are not results", flush=True)
+        print("--quick: small step counts and repeats; these numbers check the script, they are not results",
+              flush=True)
     ws = Workspace(args.data_dir)
     print(f"data: {ws.real_data or 'no real CIFAR-10 found (stand-in data for speed rows; accuracy rows skip)'}\n",
           flush=True)

@@ -189,13 +189,15 @@ def throughput_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[
             log(f"  {kind} ResNet-{depth}: baseline ({wb.warmup} + {wb.repeats} x {wb.steps} steps) ...")
             base, b = baseline_throughput(ws, depth, device, 128, workers, wb)
             how = f"median of {w.repeats} windows x {w.steps} steps after {w.warmup} warm-up"
-            rows.append(Row(f"train.{kind}.r{depth}.ours", f"{kind.upper()} training ResNet-{depth}: ours", ours, "img/s",
+            rows.append(Row(f"train.{kind}.r{depth}.ours", f"{kind.upper()} training ResNet-{depth}: ours", ours,
+                            "img/s",
                             notes=f"train() with the {preset} preset, batch {o['batch_size']}, "
                                   f"{o['precision']}, channels_last; {how}; {o['data']}",
                             extra=o))
-            rows.append(Row(f"train.{kind}.r{depth}.baseline", f"{kind.upper()} training ResNet-{depth}: baseline", base,
-                            "img/s", notes=f"PIL transforms + DataLoader(num_workers={workers}), fp32, Adam, batch 128; "
-                                           f"median of {wb.repeats} windows x {wb.steps} steps after {wb.warmup} warm-up",
+            rows.append(Row(f"train.{kind}.r{depth}.baseline", f"{kind.upper()} training ResNet-{depth}: baseline",
+                            base, "img/s",
+                            notes=f"PIL transforms + DataLoader(num_workers={workers}), fp32, Adam, batch 128; "
+                                  f"median of {wb.repeats} windows x {wb.steps} steps after {wb.warmup} warm-up",
                             extra=b))
             ratio = ours / base
             rows.append(Row(f"train.{kind}.r{depth}.ratio", f"{kind.upper()} training ResNet-{depth}: ours / baseline",
@@ -204,7 +206,10 @@ def throughput_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[
 
 
 def _windows(kind: str, depth: int, quick: bool, baseline: bool = False) -> Windows:
-    """Step counts sized so the whole CPU section takes a few minutes on 2 cores (a 110-layer step is ~5x a 20-layer one)."""
+    """Step counts sized so the whole CPU section takes a few minutes on 2 cores.
+
+    A 110-layer step is about 5x a 20-layer one.
+    """
     if kind == "cuda":
         return Windows(5, 10, 2) if quick else Windows(30, 40, 5)
     if quick:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from resnet_demo.base.device import cpu_model  # noqa: E402
 from resnet_demo.base.storage import atomic_write_json  # noqa: E402
-from resnet_demo.data.cifar import Split, load_cifar10
+from resnet_demo.data.cifar import Split, load_cifar10  # noqa: E402
 from resnet_demo.data.loader import normalize  # noqa: E402
 from resnet_demo.interpret.anatomy import response_stds  # noqa: E402
 from resnet_demo.interpret.knockout import Counts, knockout_table  # noqa: E402
@@ -90,6 +90,23 @@ def _shard_files(out: Path, name: str, shards: int) -> list[Path]:
     return [ROOT / ".cache" / "inside_tables" / f"{out.stem}.{name}.{i}-of-{shards}.json" for i in range(shards)]
 
 
+def _progress_saver(name: str, mine: Path, key: dict, spent: float, shard: tuple[int, int], size: int):
+    """The knockout's progress callback for one model's shard: it saves the running counts and says how far it is.
+
+    A function of its own so that each model's callback holds that model's values (no loop variable is shared).
+    """
+    i, n = shard
+    t0 = time.perf_counter()
+
+    def progress(c: Counts) -> None:
+        wall = spent + time.perf_counter() - t0
+        atomic_write_json(mine, {**key, "counts": c.to_dict(), "wall_s": wall, "done": c.images == size})
+        print(f"  {name}: {c.images:,}/{size:,} images{f' (shard {i + 1} of {n})' if n > 1 else ''}, "
+              f"{wall:.0f} s", flush=True)
+
+    return progress
+
+
 def run_knockout(split: Split, models: list[str], out: Path, argv: list[str], shard: tuple[int, int] = (0, 1)) -> None:
     """Each model's images [i*N/n, (i+1)*N/n) for shard i of n; the shard that finishes last writes the table."""
     prov = provenance("knockout", split, argv)
@@ -105,15 +122,8 @@ def run_knockout(split: Split, models: list[str], out: Path, argv: list[str], sh
             if (saved["weights_sha256"], saved["test_sha256"]) == (rec["weights_sha256"], test_sha):
                 counts, spent = Counts.from_dict(saved["counts"]), saved["wall_s"]
                 print(f"  {name}: resuming after {counts.images:,} images ({spent:.0f} s so far)", flush=True)
-        t0 = time.perf_counter()
-
-        def progress(c: Counts) -> None:
-            wall = spent + time.perf_counter() - t0
-            atomic_write_json(mine, {"weights_sha256": rec["weights_sha256"], "test_sha256": test_sha,
-                                     "counts": c.to_dict(), "wall_s": wall, "done": c.images == hi - lo})
-            print(f"  {name}: {c.images:,}/{hi - lo:,} images{f' (shard {i + 1} of {n})' if n > 1 else ''}, "
-                  f"{wall:.0f} s", flush=True)
-
+        progress = _progress_saver(name, mine, {"weights_sha256": rec["weights_sha256"], "test_sha256": test_sha},
+                                   spent, shard, hi - lo)
         start = lo + counts.images
         if start < hi:
             knockout_table(model, batches(Split(split.images[start:hi], split.labels[start:hi]), labels=True),

@@ -105,7 +105,8 @@ def main() -> int:
         if time.time() - t0 > args.budget_s:
             for name, proc in running.items():
                 if proc.poll() is None and not results.get(name, {}).get("signalled"):
-                    print(f"[{time.time() - t0:6.0f}s] budget spent: stopping {name} (it saves a checkpoint)", flush=True)
+                    print(f"[{time.time() - t0:6.0f}s] budget spent: stopping {name} (it saves a checkpoint)",
+                          flush=True)
                     proc.send_signal(signal.SIGTERM)
                     results[name] = {"signalled": True}
             queue.clear()
@@ -123,11 +124,12 @@ def main() -> int:
                 r = subprocess.run(ship, cwd=ROOT, env={**env, "RESNET_DEMO_WEIGHTS": str(weights)},
                                    capture_output=True, text=True)
                 print(r.stdout.strip() or r.stderr.strip()[-500:], flush=True)
-                results[name] = {"status": "shipped" if r.returncode == 0 else "ship failed", "test_accuracy": rec["test_accuracy"],
-                                 "wall_time_s": rec["wall_time_s"]}
+                results[name] = {"status": "shipped" if r.returncode == 0 else "ship failed",
+                                 "test_accuracy": rec["test_accuracy"], "wall_time_s": rec["wall_time_s"]}
             else:
                 tail = (runs / name / "train.log").read_text()[-300:]
-                print(f"[{time.time() - t0:6.0f}s] {name} ended without finishing (exit {proc.returncode}): {tail}", flush=True)
+                print(f"[{time.time() - t0:6.0f}s] {name} ended without finishing (exit {proc.returncode}): {tail}",
+                      flush=True)
                 results[name] = {"status": "unfinished", "exit": proc.returncode}
     (out / "summary.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -83,7 +83,8 @@ def test_response_stds_are_each_bn_output_std_in_forward_order():
     assert len(names) == 6 * 2 + 1 and names[:3] == ["stem", "1.1a", "1.1b"] and names[-1] == "3.2b"
     assert got["images"] == 12
     outputs = []
-    hooks = [bn.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for _, bn in anatomy.response_layers(model)]
+    hooks = [bn.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+             for _, bn in anatomy.response_layers(model)]
     with torch.inference_mode():
         model(x)
     for h in hooks:

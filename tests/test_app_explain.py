@@ -11,8 +11,9 @@ import resnet_demo  # noqa: F401  (importable after the chdir below)
 from resnet_demo.interpret.explain import METHODS
 
 pytest.importorskip("streamlit")
-from apptest_util import APP, TIMEOUT  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_util import APP, TIMEOUT  # noqa: E402
 
 PAGE = "from resnet_demo.app.pages import explain_page\nexplain_page.render()\n"
 CHEAP = {"ig_steps": 4, "sg_samples": 4}  # slider keys -> values that keep the test quick

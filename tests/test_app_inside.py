@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from apptest_util import assert_clean, open_page
 
 pytestmark = pytest.mark.timeout(600)
@@ -26,8 +27,9 @@ def inside(env, weights: Path, view: str | None = None, model: str | None = None
 
 def predict_page():
     """The default page (Predict), which lives at "/" rather than at its url_path."""
-    from apptest_util import APP, TIMEOUT
     from streamlit.testing.v1 import AppTest
+
+    from apptest_util import APP, TIMEOUT
 
     return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
 

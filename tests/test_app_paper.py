@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from apptest_util import assert_clean, open_page
 
+from apptest_util import assert_clean, open_page
 from resnet_demo.nets.paper import TABLE6_ERROR
 
 pytestmark = pytest.mark.timeout(600)

@@ -12,8 +12,9 @@ from PIL import Image
 import resnet_demo  # noqa: F401  (importable after the chdir below)
 
 pytest.importorskip("streamlit")
-from apptest_util import APP, TIMEOUT, unmark  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_util import APP, TIMEOUT, unmark  # noqa: E402
 
 
 @pytest.fixture
@@ -178,7 +179,8 @@ def test_uploads_over_the_session_byte_cap_are_refused(app, monkeypatch):
     monkeypatch.setattr(uploads, "MAX_SESSION_BYTES", 2**20)
     app.radio(key="predict_source").set_value("Upload").run()
     junk = bytes(700_000)
-    app.file_uploader(key="predict_upload").set_value([("a.bin", junk, "image/png"), ("b.bin", junk, "image/png")]).run()
+    two = [("a.bin", junk, "image/png"), ("b.bin", junk, "image/png")]
+    app.file_uploader(key="predict_upload").set_value(two).run()
     assert not app.exception, [e.value for e in app.exception]
     (error,) = [e.value for e in app.error]
     assert error.startswith("These uploads come to 1.3 MB; at most 1 MB can be kept at a time, so none was kept.")

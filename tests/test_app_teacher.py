@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
+from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from resnet_demo.app import teacher
 from resnet_demo.server import jobs
 from resnet_demo.training import budget

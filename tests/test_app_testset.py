@@ -12,9 +12,9 @@ import pytest
 from resnet_demo.nets.paper import CLASSES
 
 pytest.importorskip("streamlit")
-from apptest_util import TIMEOUT  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from apptest_util import TIMEOUT  # noqa: E402
 from resnet_demo.app.charts.testset import cell_from_selection, confusion_figure, per_class_bars  # noqa: E402
 from resnet_demo.app.pages.testset_page import CELL_MAX, PAGE_SIZE  # noqa: E402
 

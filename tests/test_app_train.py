@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
+from apptest_util import APP, TIMEOUT, assert_clean, open_page
 from resnet_demo.app import live
 from resnet_demo.server import jobs
 
@@ -62,7 +62,8 @@ def _loss_points(at: AppTest) -> int:
 
 @pytest.mark.slow
 def test_start_watch_and_stop_a_tiny_run(env, monkeypatch):
-    monkeypatch.setattr(live, "REFRESH_S", 0.0)  # every rerun reads the job afresh (a server reads at most once a second)
+    # every rerun reads the job afresh (a server reads at most once a second)
+    monkeypatch.setattr(live, "REFRESH_S", 0.0)
     runs = env / "runs"
     at = open_page("train")
     at.selectbox(key="train_depth").set_value("other").run()

@@ -86,8 +86,9 @@ def test_progress_header_names_device_and_precision(capsys):
              "steps_per_epoch": 390, "batch_size": 128, "train_images": 50_000, "total_steps": 1170,
              "resumed_from_step": 120, "config": {"precision_used": "bf16 autocast"}}
     printer(start)
-    assert capsys.readouterr().err.strip() == ("ResNet-20 (269,722 params) on AMD EPYC, 2 threads: 3 epochs x 390 steps, "
-                                               "batch 128, 50,000 train images, bf16 autocast, resuming at step 120")
+    assert capsys.readouterr().err.strip() == (
+        "ResNet-20 (269,722 params) on AMD EPYC, 2 threads: 3 epochs x 390 steps, "
+        "batch 128, 50,000 train images, bf16 autocast, resuming at step 120")
     printer({**start, "config": {}, "resumed_from_step": None})  # an older event file without the field
     assert capsys.readouterr().err.strip().endswith("50,000 train images")
 

@@ -51,7 +51,8 @@ def test_stop_leaves_a_checkpoint_and_resume_continues(runs):
     assert jobs.resume(run_id, runs) == run_id
     assert not (runs / run_id / jobs.STOP_FILE).exists()
     s = jobs.wait(run_id, runs, timeout=180,
-                  until=lambda s: (s.last("start") or {}).get("resumed_from_step") and s.last("step")["step"] > stopped_at)
+                  until=lambda s: ((s.last("start") or {}).get("resumed_from_step")
+                                   and s.last("step")["step"] > stopped_at))
     assert s.last("start")["resumed_from_step"] == stopped_at
     jobs.stop(runs)
     assert jobs.wait(run_id, runs, timeout=120).state == "stopped"
@@ -72,7 +73,8 @@ def test_finished_run_is_listed_everywhere(runs):
 def test_a_failed_run_says_why(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_DEMO_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.chdir(tmp_path)  # so ./data is not found either
-    # The fast preset on all 50,000 images: more than the built-in subset holds, so without the full set it cannot start.
+    # The fast preset on all 50,000 images: more than the built-in subset holds, so without the full set it cannot
+    # start.
     run_id = jobs.start(TrainConfig(**{**TINY, "subset": None, "preset": "fast"}, epochs=1), runs)
     s = jobs.wait(run_id, runs, timeout=180)
     assert s.state == "failed"

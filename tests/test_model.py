@@ -117,7 +117,8 @@ def test_shapes_through_the_stages():
 def test_arch_round_trip_and_names():
     for arch in (Arch(20), Arch(56, plain=True), Arch(32, shortcut="B")):
         assert Arch.from_dict(json.loads(json.dumps(arch.to_dict()))) == arch
-    assert (Arch(20).name, Arch(56, plain=True).name, Arch(32, shortcut="B").name) == ("resnet20", "plain56", "resnet32-B")
+    names = (Arch(20).name, Arch(56, plain=True).name, Arch(32, shortcut="B").name)
+    assert names == ("resnet20", "plain56", "resnet32-B")
     with pytest.raises(ValueError, match="shortcut"):
         Arch(20, shortcut="C")
 

@@ -330,7 +330,8 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RESNET_DEMO_DATA", raising=False)
     # The fast preset on all 50,000 images needs the full set (the classroom preset would use the built-in subset).
-    with pytest.raises(TrainingError, match=r"The full CIFAR-10 was not found \(looked in: .*nowhere.*resnet_demo download"):
+    with pytest.raises(TrainingError,
+                       match=r"The full CIFAR-10 was not found \(looked in: .*nowhere.*resnet_demo download"):
         train(cfg(tmp_path / "nowhere", tmp_path / "r", preset="fast"))
     assert not (tmp_path / "r").exists()  # the data is checked before the run folder is made
 
@@ -422,7 +423,8 @@ def test_depth110_warmup_mechanism(synthetic_data_dir, tmp_path, monkeypatch):
     # Without the monkeypatch depth 8 does not warm up, and other presets never do.
     monkeypatch.setitem(recipes.WARMUP_110, "min_depth", 110)
     lrs = RecordingSGD.lrs = []
-    train(cfg(synthetic_data_dir, tmp_path / "cold", preset="paper", epochs=4, batch_size=32), should_stop=stop_after(3))
+    train(cfg(synthetic_data_dir, tmp_path / "cold", preset="paper", epochs=4, batch_size=32),
+          should_stop=stop_after(3))
     assert lrs == [base, base]
 
 

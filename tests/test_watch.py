@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from apptest_util import assert_clean, open_page
 
+from apptest_util import assert_clean, open_page
 from resnet_demo.app import live
 from resnet_demo.app.charts import curves as charts
 from resnet_demo.server import jobs

@@ -253,7 +253,8 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
     (twin_weights / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match=r"'resnet8' \(ResNet-8\) .* not 'resnet8-long' \(ResNet-14\)"):
         retire_model("resnet8", "resnet8-long", twin_weights)
-    manifest["models"]["resnet8-long"].update(depth=8, test_accuracy=manifest["models"]["resnet8"]["test_accuracy"] - 0.01)
+    less_accurate = manifest["models"]["resnet8"]["test_accuracy"] - 0.01
+    manifest["models"]["resnet8-long"].update(depth=8, test_accuracy=less_accurate)
     (twin_weights / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match="is less accurate than 'resnet8'"):
         retire_model("resnet8", "resnet8-long", twin_weights)
@@ -264,7 +265,8 @@ def test_retiring_refuses_what_would_lose_a_model(twin_weights, tiny_run, synthe
     retire_model("resnet8", "resnet8-long", twin_weights)
     assert not (twin_weights / "test_images.npz").exists()
     ship_run(tiny_run, "resnet8", data_dir=str(synthetic_data_dir), download=False, directory=twin_weights)
-    assert retired_models(twin_weights) == [] and {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}
+    assert retired_models(twin_weights) == []
+    assert {e.name for e in shipped_models(twin_weights)} == {"resnet8", "resnet8-long"}
 
 
 SAVE_IN_A_FRESH_PROCESS = """

@@ -30,7 +30,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+        raise ValueError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here; "
+                         "use --device cpu (or auto)")
     return dev
 
 

@@ -63,7 +63,8 @@ class Method:
     label: str
     summary: str  # one sentence for the UI
     sign: str  # how the raw attribution becomes a map: "abs" (magnitude) or "positive" (evidence for the class)
-    percentile: float  # the map is scaled so this percentile is 1 (below 100 keeps single hot pixels from washing out the rest)
+    # the map is scaled so this percentile is 1 (below 100 keeps single hot pixels from washing out the rest)
+    percentile: float
 
 
 METHODS: dict[str, Method] = {m.key: m for m in (

@@ -16,7 +16,8 @@ from resnet_demo.nets.paper import CLASSES
 
 
 @torch.inference_mode()
-def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | None, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | None,
+             flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """(softmax of each image, softmax of its mirror image or None): one pass over the data for both."""
     model.eval()
     loader = DeviceLoader(split, batch_size or eval_batch_size(device), device=device, train=False)
@@ -30,8 +31,8 @@ def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | Non
     return join(plain), (join(mirrored) if flip else None)
 
 
-def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", batch_size: int | None = None,
-                  flip_tta: bool = False) -> np.ndarray:
+def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu",
+                  batch_size: int | None = None, flip_tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 10), float32. flip_tta averages with the mirrored image's probabilities."""
     p, p_flip = _predict(model, split, device, batch_size, flip_tta)
     return p if p_flip is None else (p + p_flip) / 2

@@ -61,7 +61,8 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     data = load_or_download(data_dir, download)
     result = evaluate(shipped, data.test, "cpu", flip_tta=True)
     save_predictions(directory / f"{name}.preds.npz", result["probs"], data.test.labels)
-    write_events(directory / f"{name}.history.jsonl", thin_history(read_events(run / record.get("history", "events.jsonl"))))
+    history = read_events(run / record.get("history", "events.jsonl"))
+    write_events(directory / f"{name}.history.jsonl", thin_history(history))
     record.update(
         name=name, file=f"{name}.safetensors", sha256=sha, history=f"{name}.history.jsonl",
         predictions=f"{name}.preds.npz", stored_dtype="float16" if fp16 else "float32",

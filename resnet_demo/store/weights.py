@@ -55,7 +55,8 @@ def state_tensors(model: torch.nn.Module, dtype: torch.dtype | None = None) -> d
     return out
 
 
-def model_bytes(model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = None, extra: dict | None = None) -> bytes:
+def model_bytes(model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = None,
+                extra: dict | None = None) -> bytes:
     meta = {
         "format": FORMAT,
         "arch": json.dumps(arch.to_dict()),
@@ -87,7 +88,8 @@ def read_header(data: bytes, where: str) -> dict:
         raise WeightsError(f"{where} has a corrupt header: {e}") from e
 
 
-def load_model(path: str | os.PathLike, sha256: str | None = None, device: str | torch.device = "cpu") -> tuple[CifarResNet, dict]:
+def load_model(path: str | os.PathLike, sha256: str | None = None,
+               device: str | torch.device = "cpu") -> tuple[CifarResNet, dict]:
     """(model in eval mode, its metadata). Raises WeightsError with a clear message on any mismatch."""
     path = Path(path)
     try:
@@ -102,7 +104,8 @@ def load_model(path: str | os.PathLike, sha256: str | None = None, device: str |
     header = read_header(data, str(path))
     meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items() if k != "format"}
     if header.get("__metadata__", {}).get("format") != FORMAT or "arch" not in meta:
-        raise WeightsError(f"{path} is a safetensors file but not one of this project's models (no architecture recorded)")
+        raise WeightsError(f"{path} is a safetensors file but not one of this project's models "
+                           "(no architecture recorded)")
     try:
         arch = Arch.from_dict(meta["arch"])
     except (ValueError, KeyError, TypeError) as e:

@@ -18,7 +18,8 @@ FORMAT = "resnet-demo-checkpoint/1"
 FILENAME = "checkpoint.safetensors"
 
 
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict) -> None:
     tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for i, p in enumerate(params):

@@ -209,7 +209,9 @@ def _check(f, value) -> None:
             meta["check"](value)
         except ValueError as e:
             message = str(e)
-            raise ValueError(f"{f.name.replace('_', ' ')} {message}" if message.startswith("must") else message) from None
+            if message.startswith("must"):
+                message = f"{f.name.replace('_', ' ')} {message}"
+            raise ValueError(message) from None
 
 
 def _arg_type(f):

@@ -4,8 +4,9 @@ Why a graph: a CIFAR ResNet's step is a few hundred small kernels. Launched one 
 spends most of the step waiting for the host (ResNet-20 at batch 512 on an H200: about 10 ms a step, of which
 perhaps 2 ms is GPU work). A CUDA graph records the whole step once (forward, loss, backward, the SGD update,
 the BatchNorm statistics) and replays it with one launch. What changes from step to step lives in device
-tensors the graph reads: the batch, copied into static buffers, and the learning rate. Nothing in the step waits for the GPU: it returns the batch's loss and correct count as device tensors,
-which the loop adds up on the device and reads only when it reports.
+tensors the graph reads: the batch, copied into static buffers, and the learning rate. Nothing in the step waits
+for the GPU: it returns the batch's loss and correct count as device tensors, which the loop adds up on the device
+and reads only when it reports.
 
 Why by hand rather than torch.compile(mode="reduce-overhead"): capture needs only torch.cuda.graph, stable since
 torch 1.10, costs a second instead of minutes of compilation per depth, and does not depend on the compiler

@@ -5,8 +5,9 @@ checkpoint every epoch (also mid-epoch, and on stop), and ends every failure wit
 a person can act on. The last good checkpoint is never overwritten by a bad state.
 
 Read it top to bottom: train() prepares and guards a run (_prepare() checks the settings and reads the data before
-anything is written); _setup() builds it (model, optimiser, the checkpoint it resumes); _loop() runs the epochs, each batch through the run's `step` (one optimisation step,
-chosen in _setup: eager, or on a GPU the whole step replayed as a CUDA graph, graph_step.py) and _after_step() (bookkeeping, progress, mid-epoch checkpoints);
+anything is written); _setup() builds it (model, optimiser, the checkpoint it resumes); _loop() runs the epochs,
+each batch through the run's `step` (one optimisation step, chosen in _setup: eager, or on a GPU the whole step
+replayed as a CUDA graph, graph_step.py) and _after_step() (bookkeeping, progress, mid-epoch checkpoints);
 _end_epoch() evaluates, reports and checkpoints; _finish() evaluates the final weights and writes the record.
 
 Run folder (`out`): config.json, events.jsonl, checkpoint.safetensors; when finished also
@@ -348,7 +349,8 @@ def _eta(run: Run) -> float | None:
 
 def _check_finite(run: Run, value: float, what: str = "loss") -> None:
     if not math.isfinite(value):
-        raise TrainingError(f"the {what} became {value} at step {run.step} (epoch {run.step / run.steps_per_epoch:.2f}); "
+        raise TrainingError(f"the {what} became {value} at step {run.step} "
+                            f"(epoch {run.step / run.steps_per_epoch:.2f}); "
                             f"training diverged. Try a lower --lr. The last good checkpoint in {run.out} is kept.")
 
 
@@ -393,7 +395,8 @@ def _save(run: Run, epoch: int, batch: int) -> None:
     if not run.world.is_main:
         return
     # a finite loss can still be followed by a step that made the weights inf: never checkpoint those
-    _check_finite(run, sum(p.detach().abs().sum().item() for p in run.raw.parameters()), "sum of the weights' magnitudes")
+    magnitude = sum(p.detach().abs().sum().item() for p in run.raw.parameters())
+    _check_finite(run, magnitude, "sum of the weights' magnitudes")
     run.state.update(epoch=epoch, batch=batch, step=run.step, elapsed_s=run.clock.elapsed(), sums=run.sums.tolist(),
                      warm_errors=run.state.get("warm_errors", [])[-20:])
     path = run.out / ckpt.FILENAME
@@ -424,7 +427,8 @@ def _finish(run: Run) -> dict:
         **arch.to_dict(), "name": arch.name, "label": arch.label, "params": count_params(run.raw),
         "normalization": {"mean": list(MEAN), "std": list(STD)}, "classes": list(CLASSES),
         "recipe": run.recipe.to_dict(), "preset": run.cfg.preset, "epochs": run.recipe.epochs, "seed": run.cfg.seed,
-        "subset": run.cfg.subset, "data": data_record(run.data), "command": run.cfg.command, "wall_time_s": round(wall, 1), "steps": run.step,
+        "subset": run.cfg.subset, "data": data_record(run.data), "command": run.cfg.command,
+        "wall_time_s": round(wall, 1), "steps": run.step,
         "hardware": across_run(run.out, lambda e: e.get("device")) or hardware_name(run.device, run.world.size),
         "torch": torch.__version__,
         "step_path": across_run(run.out, lambda e: e.get("step_path")) or "eager",

@@ -133,7 +133,8 @@ def _blocks(a: anatomy.Anatomy) -> None:
                     key="inside_rms", config=CONFIG)
     st.caption("He et al. argue that where the identity is nearly right, a residual block only has to learn a "
                "small correction F(x) on top of x (their Fig. 7 measures it over the test set; see the Paper "
-               "page). The red bars against the grey ones show how large the correction is on this image, block by block."
+               "page). The red bars against the grey ones show how large the correction is on this image, block "
+               "by block."
                if not plain else "Switch to a ResNet to see F(x) beside the shortcut x.")
 
 
@@ -159,8 +160,9 @@ def _shipped_record(table: dict, entry: ModelEntry) -> dict | None:
 def _how_measured(rec: dict) -> str:
     minutes = rec.get("wall_s", 0) / 60
     procs = rec.get("processes", 1)
+    command = rec.get("command", "scripts/inside_tables.py")
     return (f"{rec['images']:,} images, {minutes:.0f} min in fp32 on {rec.get('hardware', 'a CPU')}"
-            + (f" × {procs} processes" if procs > 1 else "") + f", with `{rec.get('command', 'scripts/inside_tables.py')}`")
+            + (f" × {procs} processes" if procs > 1 else "") + f", with `{command}`")
 
 
 def _on_bar_click() -> None:
@@ -204,8 +206,9 @@ def _knockout(entry: ModelEntry) -> None:
                         config=CONFIG)
         rows = rec["blocks"]
         resid = [r for r in rows if not r["downsamples"]]
+        median = 100 * float(np.median([r["accuracy"] for r in resid]))
         st.caption(f"Measured on the full CIFAR-10 test set ({_how_measured(rec)}). Without one of the {len(resid)} "
-                   f"blocks that keep the map size: median {100 * float(np.median([r['accuracy'] for r in resid])):.1f}%, "
+                   f"blocks that keep the map size: median {median:.1f}%, "
                    f"worst {100 * min(r['accuracy'] for r in resid):.1f}%. **Click a bar** to try that block live.")
     else:
         covered = [r.get("label", n) for n, r in table.get("models", {}).items()]

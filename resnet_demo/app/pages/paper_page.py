@@ -1,4 +1,5 @@
-"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, Fig. 7, architectures.
+"""Paper page: the idea (degradation, H(x) = F(x) + x), Table 6 beside our measured errors, Fig. 6, Fig. 7, and the
+architectures.
 
 Only measured numbers: the "this project" column comes from the shipped manifest (each model evaluated on
 the full test set); a depth with no shipped model says so instead of showing a number.
@@ -140,7 +141,8 @@ def _table6(shipped: list[ModelEntry]) -> None:
     if others:
         st.markdown("Other shipped models (not in Table 6):")
         st.dataframe(pd.DataFrame([{"Network": e.label, "Model": e.name, "This project error %": f"{_error_pct(e):.2f}",
-                                    "How we trained it": how_trained(e)} for e in others]), hide_index=True, width="stretch")
+                                    "How we trained it": how_trained(e)} for e in others]),
+                     hide_index=True, width="stretch")
 
 
 def _fig6(entries: list[ModelEntry]) -> None:
@@ -161,8 +163,8 @@ def _fig6(entries: list[ModelEntry]) -> None:
                  for lab, n in zip(labels, names)]
     histories = [(label, h) for label, h in histories if epoch_rows(h)]
     if histories:
-        plain = [(l, h) for l, h in histories if l.startswith("Plain")]
-        resid = [(l, h) for l, h in histories if not l.startswith("Plain")]
+        plain = [(lab, h) for lab, h in histories if lab.startswith("Plain")]
+        resid = [(lab, h) for lab, h in histories if not lab.startswith("Plain")]
         if plain and resid:
             a, b = st.columns(2)
             y_range = curves.error_range(plain, resid)  # one scale, so the panels compare as the paper's do
