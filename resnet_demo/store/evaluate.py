@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet_demo.base import faults
 from resnet_demo.base.storage import atomic_write_bytes
 from resnet_demo.data.cifar import Split
 from resnet_demo.data.loader import DeviceLoader, eval_batch_size
@@ -16,12 +17,14 @@ from resnet_demo.nets.paper import CLASSES
 
 
 @torch.inference_mode()
-def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | None, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | None,
+             flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """(softmax of each image, softmax of its mirror image or None): one pass over the data for both."""
     model.eval()
     loader = DeviceLoader(split, batch_size or eval_batch_size(device), device=device, train=False)
     plain, mirrored = [], []
     for x, _ in loader.epoch():
+        faults.point("evaluate")
         plain.append(F.softmax(model(x).float(), dim=1).cpu())
         if flip:
             mirrored.append(F.softmax(model(x.flip(3)).float(), dim=1).cpu())
@@ -30,8 +33,8 @@ def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | Non
     return join(plain), (join(mirrored) if flip else None)
 
 
-def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", batch_size: int | None = None,
-                  flip_tta: bool = False) -> np.ndarray:
+def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu",
+                  batch_size: int | None = None, flip_tta: bool = False) -> np.ndarray:
     """Softmax probabilities (N, 10), float32. flip_tta averages with the mirrored image's probabilities."""
     p, p_flip = _predict(model, split, device, batch_size, flip_tta)
     return p if p_flip is None else (p + p_flip) / 2
