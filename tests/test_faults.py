@@ -3,8 +3,8 @@
 Each case SIGKILLs a `python -m resnet_demo train` process at one of the moments resnet_demo/base/faults.py names
 (RESNET_DEMO_KILL_AT), then runs `--resume` to the end, and compares the run folder with an uninterrupted run of
 the same settings: model.safetensors byte for byte, metrics.json, preds.npz and the per-epoch records of
-events.jsonl, all but the fields named in WALL_CLOCK. The app's path is tested too: Start through server/jobs.py
-killed before its first checkpoint, then started again from the Train page's offer.
+events.jsonl, all but the fields named in WALL_CLOCK. The app's path is tested too: Start through server/jobs.py,
+the trainer killed before its first checkpoint and mid-epoch, then Start again or Resume, as the Train page offers.
 
 A ResNet-8 on 128 synthetic images, 2 epochs of 4 steps; the cases run two at a time, one thread each.
 """
@@ -138,24 +138,33 @@ def test_the_seam_reads_a_point_and_a_count():
     assert faults._target("step:0") == ("step:0", 1)  # no 0th time: a name nothing calls, so nothing is killed
 
 
-def test_the_apps_start_killed_before_its_first_checkpoint_starts_again_to_the_same_run(runs, tmp_path, monkeypatch,
-                                                                                          synthetic_data_dir):
-    for key, value in _env(synthetic_data_dir, "step:2").items():
+@pytest.mark.parametrize("kill_at, checkpoint", [("step:2", False), ("step:6", True)],
+                         ids=["before-first-checkpoint", "mid-epoch"])
+def test_the_apps_start_killed_then_resumed_or_started_again_gives_the_same_run(
+        runs, tmp_path, monkeypatch, synthetic_data_dir, kill_at, checkpoint):
+    """Start as the Train page does (server/jobs.py), the trainer killed; then the button the page offers: Resume
+    from the checkpoint, or, with none yet, Start again with the same settings."""
+    for key, value in _env(synthetic_data_dir, kill_at).items():
         if os.environ.get(key) != value:
             monkeypatch.setenv(key, value)  # the trainer the server spawns inherits them
     where = tmp_path / "runs"
     run_id = jobs.start(SETTINGS, where)
     s = jobs.wait(run_id, where, timeout=300)
-    assert s.state == "failed" and not s.resumable and s.restartable
-    assert s.message == "the training process ended without finishing (killed or crashed) before its first checkpoint"
-    with pytest.raises(jobs.JobError, match="no checkpoint to resume from; it can be started again"):
-        jobs.resume(run_id, where)
+    assert s.state == "failed" and s.resumable == checkpoint and s.restartable != checkpoint
+    assert s.message.startswith("the training process ended without finishing (killed or crashed)")
 
     monkeypatch.delenv(faults.ENV)
-    assert jobs.restart(run_id, where) == run_id
+    if checkpoint:
+        with pytest.raises(jobs.JobError, match="resume it rather than start it again"):
+            jobs.restart(run_id, where)
+        assert jobs.resume(run_id, where) == run_id
+    else:
+        with pytest.raises(jobs.JobError, match="no checkpoint to resume from; it can be started again"):
+            jobs.resume(run_id, where)
+        assert jobs.restart(run_id, where) == run_id
     s = jobs.wait(run_id, where, timeout=300)
     assert s.state == "completed", s.detail
     assert not s.restartable and not s.resumable
     assert _record(where / run_id) == runs["reference"]
     starts = [e for e in read_events(where / run_id / "events.jsonl") if e["type"] == "start"]
-    assert len(starts) == 1  # a fresh history, not the killed attempt's beside it
+    assert len(starts) == (2 if checkpoint else 1)  # started again: a fresh history, not the killed attempt's too
