@@ -1,7 +1,9 @@
 """Teacher controls (issue 29, item 2): with a teacher password set, only a tab that has entered it can start, stop
-and resume training; every other tab watches. Without one, anyone can, and the page says so."""
+and resume training; every other tab watches. Without one, anyone can, and the page says so. Every action is refused
+on the server too (issue 39): a forged click on a greyed-out button does nothing."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,7 +106,17 @@ def test_a_student_cannot_stop_the_job_the_teacher_can(env, monkeypatch, running
 
     forged = AppTest.from_function(_call_the_actions_without_unlocking, default_timeout=TIMEOUT).run()
     assert not forged.exception, [e.value for e in forged.exception]
-    assert [e.value for e in forged.error] == [teacher.LOCKED_HELP] * 3  # refused on the server, not only greyed out
+    assert [e.value for e in forged.error] == [teacher.LOCKED_HELP] * 5  # refused on the server, not only greyed out
+    assert not forged.get("progress")  # no download began
+    assert not (runs / run_id / jobs.STOP_FILE).exists() and jobs.active(runs)["run_id"] == run_id
+
+    monkeypatch.delenv(jobs.TEACHER_PASSWORD_ENV)  # Stop drawn enabled; locked by the time the click arrives
+    stale = open_page("train")
+    assert not stale.button(key="train_stop").disabled
+    monkeypatch.setenv(jobs.TEACHER_PASSWORD_ENV, PASSWORD)
+    stale.button(key="train_stop").click().run()  # its callback runs before the page is drawn again
+    assert_clean(stale)
+    assert teacher.LOCKED_HELP in [e.value for e in stale.error]
     assert not (runs / run_id / jobs.STOP_FILE).exists() and jobs.active(runs)["run_id"] == run_id
 
     teacher_tab = _unlock(open_page("train"), PASSWORD)
@@ -116,11 +128,56 @@ def test_a_student_cannot_stop_the_job_the_teacher_can(env, monkeypatch, running
 def _call_the_actions_without_unlocking():
     """What a forged click on a disabled button would reach."""
     from resnet_demo.app import teacher
+    from resnet_demo.app.pages import train_page
     from resnet_demo.training.config import TrainConfig
 
     teacher.stop()
     teacher.start(TrainConfig(depth=8))
     teacher.resume("20260101-000000-resnet20")
+    teacher.restart("20260101-000000-resnet20")
+    train_page._download()
+
+
+def _killed_before_its_first_checkpoint(runs: Path) -> str:
+    """A run started from the Train page whose trainer was killed during start-up: job.json, a log, nothing else."""
+    run_id = "20260101-000000-resnet8"
+    (runs / run_id).mkdir(parents=True)
+    settings = TrainConfig(depth=8, preset="classroom", subset=64, batch_size=32, device="cpu")
+    (runs / run_id / jobs.JOB_FILE).write_text(json.dumps({"args": settings.to_args(run_only=True),
+                                                            "settings": settings.run_settings()}))
+    (runs / run_id / jobs.LOG_FILE).write_text(f"{jobs.LAUNCH_MARK}2026-01-01 00:00:00: python -m resnet_demo train\n")
+    return run_id
+
+
+def test_a_click_from_a_tab_that_may_no_longer_act_does_nothing(env, monkeypatch, tmp_path):
+    """The buttons were enabled when the page was drawn; by the time the click reaches the server, a teacher password
+    has been set (secrets.toml is read live) and this tab has not entered it. Nothing starts, restarts or downloads.
+    (Streamlit itself drops a click on a button the server draws disabled; a callback runs before that drawing,
+    and every action checks teacher.may_act() itself, as test_a_student_cannot_stop_the_job_the_teacher_can shows.)"""
+    from resnet_demo.app.pages import train_page
+
+    run_id = _killed_before_its_first_checkpoint(tmp_path / "runs")
+    calls = []
+    monkeypatch.setattr(jobs, "restart", lambda *a, **k: calls.append(("restart", a)) or run_id)
+    monkeypatch.setattr(jobs, "start", lambda *a, **k: calls.append(("start", a)) or run_id)
+    monkeypatch.setattr(train_page, "download_cifar10", lambda *a, **k: calls.append(("download", a)))
+    failed = ("Training failed: the training process ended without finishing (killed or crashed) before its first "
+              "checkpoint")
+    for key in ("train_restart", "train_download", "train_start"):
+        monkeypatch.delenv(jobs.TEACHER_PASSWORD_ENV, raising=False)
+        tab = open_page("train")
+        assert not tab.button(key=key).disabled, key
+        monkeypatch.setenv(jobs.TEACHER_PASSWORD_ENV, PASSWORD)
+        tab = tab.button(key=key).click().run()
+        assert_clean(tab)
+        assert [e.value for e in tab.error if e.value != failed] in ([], [teacher.LOCKED_HELP]), key
+        assert tab.button(key=key).disabled
+    assert calls == [] and jobs.active(tmp_path / "runs") is None
+
+    teacher_tab = _unlock(open_page("train"), PASSWORD)
+    teacher_tab.button(key="train_restart").click().run()
+    assert_clean(teacher_tab)
+    assert calls == [("restart", (run_id,))]
 
 
 def test_a_job_too_big_for_the_server_is_explained_and_cannot_start(env, monkeypatch):

@@ -205,3 +205,26 @@ def test_without_the_full_set_the_page_says_what_it_trains_on(app_env):
                "cifar-10-batches-py" in e.value for e in at.error)
     for element in [*at.info, *at.warning, *at.error]:
         assert "../" not in element.value
+
+
+def test_a_crashed_run_says_what_to_do_and_shows_no_server_path(env):
+    """A trainer that died with a traceback: the page says what happened in words, offers to start it again (it
+    had no checkpoint), and shows nothing of the exception's text or the server's folders; train.log keeps them."""
+    from resnet_demo.training.config import TrainConfig
+
+    runs = env / "runs"
+    out = runs / "20260101-000000-resnet8"
+    out.mkdir(parents=True)
+    settings = TrainConfig(depth=8, subset=128, batch_size=32, device="cpu")
+    (out / jobs.JOB_FILE).write_text(json.dumps({"args": settings.to_args(run_only=True)}))
+    line = f"FileNotFoundError: [Errno 2] No such file or directory: '{out}/checkpoint.safetensors'"
+    (out / jobs.LOG_FILE).write_text(f"{jobs.LAUNCH_MARK}x: python -m resnet_demo train --out {out}\nTraceback (most "
+                                     f"recent call last):\n  File \"{out}/x.py\", line 9, in _setup\n{line}\n")
+    at = open_page("train")
+    assert_clean(at)
+    assert [e.value for e in at.error] == [f"Training failed: {jobs.INTERNAL_ERROR}"]
+    assert "train.log" in jobs.INTERNAL_ERROR
+    assert not at.button(key="train_restart").disabled
+    shown = " ".join(str(getattr(node, "proto", "")) for node in at._tree)
+    assert str(env) not in shown and "Errno" not in shown and "FileNotFoundError" not in shown
+    assert jobs.status(out.name, runs).detail == line  # the detail stays for the log and the command line

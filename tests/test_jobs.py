@@ -12,6 +12,7 @@ import pytest
 
 from resnet_demo.base import storage
 from resnet_demo.server import jobs
+from resnet_demo.store.events import write_events
 from resnet_demo.store.registry import finished_runs
 from resnet_demo.training.config import TrainConfig
 
@@ -208,3 +209,74 @@ def test_stop_asks_with_a_signal_when_no_stop_file_can_be_written(runs, monkeypa
         assert proc.wait(timeout=30) == -signal.SIGTERM
     finally:
         proc.kill()
+
+
+SERVER = "/srv/teacher/resnet-demo/runs"
+CRASHES = [  # the last line of a trainer's traceback, and what the Train page says instead
+    (f"FileNotFoundError: [Errno 2] No such file or directory: '{SERVER}/r/checkpoint.safetensors'",
+     jobs.INTERNAL_ERROR),
+    (f"OSError: [Errno 28] No space left on device: '{SERVER}/r/.model.safetensors.x1.tmp'", "disk is full"),
+    (f"PermissionError: [Errno 13] Permission denied: '{SERVER}/r/events.jsonl'", "may not write to its run folder"),
+    ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes",
+     "ran out of memory. Try a smaller batch size"),
+    ("numpy.core._exceptions._ArrayMemoryError: Unable to allocate 1.17 GiB for an array with shape (50000, 3072)",
+     "ran out of memory"),
+    ("ValueError: cannot reshape array of size 3 into shape (32,32,3) reading /home/t/data/train.npz",
+     "the training data could not be read"),
+    ("KeyError: 'state'", jobs.INTERNAL_ERROR),
+]
+
+
+@pytest.mark.parametrize("line, said", CRASHES)
+def test_a_crash_is_told_in_words_without_a_server_path_and_the_log_keeps_it(tmp_path, line, said):
+    out = tmp_path / "runs" / "r"
+    out.mkdir(parents=True)
+    (out / jobs.LOG_FILE).write_text(f"{jobs.LAUNCH_MARK}x: cmd\nTraceback (most recent call last):\n  File \"{SERVER}"
+                                     f"/x.py\", line 1, in <module>\n{line}\n")
+    s = jobs.status("r", tmp_path / "runs")
+    assert s.state == "failed"
+    assert said in s.message and s.detail == line == jobs.last_error(out)
+    assert "/" not in s.message and "Errno" not in s.message and str(tmp_path) not in s.message
+
+
+def test_the_trainers_own_messages_keep_their_words_but_no_server_path(tmp_path):
+    out = tmp_path / "runs" / "r"
+    said = (f"the loss became nan at step 3 (epoch 0.30); training diverged. Try a lower --lr. The last good "
+            f"checkpoint in {out} is kept.")
+    write_events(out / "events.jsonl", [{"type": "start", "label": "ResNet-8"},
+                                             {"type": "end", "status": "failed", "message": said}])
+    s = jobs.status("r", tmp_path / "runs")
+    assert s.state == "failed" and s.detail == said
+    assert s.message == ("the loss became nan at step 3 (epoch 0.30); training diverged. Try a lower --lr. The last "
+                         "good checkpoint in this run's folder is kept.")
+    assert jobs.for_people(f"could not save {out}/checkpoint.safetensors: the disk is full; the previous file there "
+                           f"is unchanged", out) == ("could not save checkpoint.safetensors: the disk is full; the "
+                                                     "previous file there is unchanged")
+    assert jobs.for_people("1,000 images/s; 2/3 done; lr ÷10 at 32k", out) == "1,000 images/s; 2/3 done; lr ÷10 at 32k"
+    assert jobs.for_people("The full CIFAR-10 was not found (looked in: /srv/data, /home/t/data).", out) \
+        == jobs.DATA_MISSING
+
+
+def test_only_a_run_without_a_checkpoint_starts_again_and_only_one_with_one_resumes(runs, monkeypatch):
+    launched = []
+    monkeypatch.setattr(jobs, "_launch", lambda runs_, run_id, args: launched.append((run_id, args)))
+    out = runs / "r"
+    out.mkdir(parents=True)
+    (out / jobs.LOG_FILE).write_text(f"{jobs.LAUNCH_MARK}x: cmd\n")
+    assert not jobs.status("r", runs).restartable  # started from a terminal: how, the page cannot tell
+    with pytest.raises(jobs.JobError, match="not started from this page"):
+        jobs.restart("r", runs)
+    (out / jobs.JOB_FILE).write_text(json.dumps({"args": ["--depth", "8", "--subset", "128"]}))
+    (out / "events.jsonl").write_text('{"type": "start", "label": "ResNet-8"}\n')  # the killed attempt's
+    s = jobs.status("r", runs)
+    assert s.restartable and not s.resumable
+    with pytest.raises(jobs.JobError, match="no checkpoint to resume from; it can be started again"):
+        jobs.resume("r", runs)
+    assert jobs.restart("r", runs) == "r"
+    assert launched == [("r", ["--depth", "8", "--subset", "128", "--resume"])]
+    assert not (out / "events.jsonl").exists()  # the page shows the new attempt, not the killed one
+    jobs._release(runs, "r")
+    (out / "checkpoint.safetensors").write_bytes(b"")
+    assert not jobs.status("r", runs).restartable
+    with pytest.raises(jobs.JobError, match="resume it rather than start it again"):
+        jobs.restart("r", runs)

@@ -1,4 +1,5 @@
-"""Who may start, stop and resume training on this server, and whether a job fits before it starts.
+"""Who may start, stop and resume training (and do anything else that changes the server) on this server, and
+whether a job fits before it starts.
 
 A teacher password, from Streamlit's secrets (`teacher_password` in .streamlit/secrets.toml) or else the
 RESNET_DEMO_TEACHER_PASSWORD environment variable, makes the training controls the teacher's: a browser tab is
@@ -6,7 +7,8 @@ unlocked by typing the password in the sidebar, and every other tab watches. Wit
 server may train, as on a laptop of one's own. The password is only compared (hmac.compare_digest); it is never
 shown, put in a URL or logged, and a session keeps a flag, not the password. Wrong guesses are slowed down: one
 second each, one at a time for the whole server, and a tab that has guessed wrong five times waits half a minute.
-See docs/CLASSROOM.md.
+Every action that changes what the server does or holds, on any page, begins with `may_act()`: a disabled button
+only asks the browser, this asks the server. See docs/CLASSROOM.md.
 """
 from __future__ import annotations
 
@@ -119,19 +121,33 @@ def locked_help(default: str | None = None) -> str | None:
     return default if can_control() else LOCKED_HELP
 
 
-# ------------------------------------------------------------------ the actions, checked here as well
+# ------------------------------------------------------------------ the gate every action passes
 
 
-def _allowed() -> bool:
+def may_act(what: str = "an action") -> bool:
+    """The first line of every action handler that changes what the server does or holds, on any page::
+
+        if not teacher.may_act("start training"):
+            return
+
+    True when this tab may act: no teacher password is set, or this tab has entered it. Otherwise it shows the
+    locked message, logs `what` was refused, and returns False, so that nothing happens. A disabled button is only
+    a request to the browser: a forged message, or a click sent just before the teacher locked the tab, still
+    reaches the handler, and this check, made on the server when the action runs, is what refuses it. (Grey the
+    button out as well: `disabled=not teacher.can_control(), help=teacher.locked_help(...)`.)"""
     if can_control():
         return True
+    log.warning("refused %s: this tab has not unlocked the teacher controls", what)
     st.error(LOCKED_HELP)
     return False
 
 
+# ------------------------------------------------------------------ the Train page's actions
+
+
 def start(settings: TrainConfig) -> str | None:
     """Start a job as the Train page's Start button does; the run id, or None after showing why not."""
-    if not _allowed():
+    if not may_act("starting training"):
         return None
     try:
         run_id = jobs.start(settings)
@@ -143,7 +159,7 @@ def start(settings: TrainConfig) -> str | None:
 
 
 def stop(force: bool = False) -> None:
-    if not _allowed():
+    if not may_act("stopping training"):
         return
     try:
         jobs.stop(force=force)
@@ -153,10 +169,20 @@ def stop(force: bool = False) -> None:
 
 
 def resume(run_id: str) -> bool:
-    if not _allowed():
+    """Resume a run from its checkpoint; False after showing why not."""
+    return _relaunch(jobs.resume, run_id, "resuming training")
+
+
+def restart(run_id: str) -> bool:
+    """Start a run that ended before its first checkpoint again, with its settings; False after showing why not."""
+    return _relaunch(jobs.restart, run_id, "starting a run again")
+
+
+def _relaunch(action, run_id: str, what: str) -> bool:
+    if not may_act(what):
         return False
     try:
-        jobs.resume(run_id)
+        action(run_id)
     except (jobs.JobError, OSError, ValueError) as e:
         st.error(str(e))
         return False

@@ -8,12 +8,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from resnet_demo.base import faults
+
 # The folder that holds the package: its weights/ has the shipped models and the built-in data.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_WEIGHTS = PROJECT_ROOT / "weights"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+TEMP_SUFFIX = ".tmp"  # an atomic write's file before it takes its name: `.<name>.<random>.tmp`
 
 
 class StorageError(OSError):
@@ -23,13 +28,14 @@ class StorageError(OSError):
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a saved file gets the usual permissions
+        faults.point(f"write/{path.name}")
         os.replace(tmp, path)
     except OSError as e:
         try:
@@ -38,6 +44,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             pass
         why = "the disk is full" if e.errno == errno.ENOSPC else str(e)
         raise StorageError(e.errno, f"could not save {path}: {why}; the previous file there is unchanged") from e
+
+
+def remove_temp_files(folder: str | os.PathLike) -> int:
+    """Remove the temporary files that writes killed before their `os.replace` left in `folder` (a kill -9, a
+    power cut); returns how many. Call it only where no write into `folder` can be under way."""
+    removed = 0
+    try:
+        leftovers = [p for p in Path(folder).iterdir() if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return 0
+    for p in leftovers:
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

@@ -7,7 +7,9 @@ second tab or a server restart neither blocks on it nor kills it. Everything a p
 - `<runs>/<id>/events.jsonl` is the live progress (events.py), `train.log` the process's stdout/stderr,
   `job.json` the command line (for Resume), `STOP` a stop request the trainer checks every step.
 A runs folder that is full or not writable gives a JobError that says so, without the server's paths; the
-details go to the server's log. No Streamlit here: the Train page and the tests drive the same functions.
+details go to the server's log. Likewise a run that failed is described in a person's words (`RunStatus.message`,
+never an exception's text or a server path); the line of its train.log behind it is `RunStatus.detail`.
+No Streamlit here: the Train page and the tests drive the same functions.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ class RunStatus:
     state: str
     events: list[Event] = field(default_factory=list)
     label: str = ""
-    message: str = ""          # the end message, the log's error line, or what became of a vanished trainer
+    message: str = ""          # for the page: how it ended, in a person's words, without a server path
     pid: int | None = None
+    detail: str = ""           # for the log and the command line: the end record's or train.log's own words
 
     @property
     def active(self) -> bool:
@@ -75,6 +78,13 @@ class RunStatus:
     @property
     def resumable(self) -> bool:
         return not self.active and self.state != "completed" and self.has_checkpoint
+
+    @property
+    def restartable(self) -> bool:
+        """Ended before its first checkpoint (killed, crashed, stopped or refused at once): nothing to resume, but it
+        can start again in its own folder with the same settings (`restart`)."""
+        return (not self.active and self.state != "completed" and not self.has_checkpoint
+                and (self.path / JOB_FILE).is_file())
 
     def last(self, kind: str) -> Event | None:
         return last(self.events, kind)
@@ -285,20 +295,36 @@ def _resume_args(out: Path) -> list[str]:
 
 def resume(run_id: str, runs: Path | None = None) -> str:
     """Continue a stopped or crashed run from its checkpoint (`train --resume`) as the one job."""
-    runs = runs_path(runs)
+    return _relaunch(run_id, runs_path(runs), restart=False)
+
+
+def restart(run_id: str, runs: Path | None = None) -> str:
+    """Start a run that ended before its first checkpoint again, in its folder, with the settings it was started
+    with (`train --resume` with no checkpoint starts from scratch, with a fresh history) as the one job."""
+    return _relaunch(run_id, runs_path(runs), restart=True)
+
+
+def _relaunch(run_id: str, runs: Path, restart: bool) -> str:
     out = runs / run_id
     lock = active(runs)
     if lock is not None:
         raise JobError(f"a training job is already running (run {lock['run_id']}); stop it first")
-    if not (out / ckpt.FILENAME).is_file():
-        raise JobError(f"run {run_id} has no checkpoint to resume from")
+    if not restart and not (out / ckpt.FILENAME).is_file():
+        raise JobError(f"run {run_id} has no checkpoint to resume from; it can be started again instead")
+    if restart and (out / ckpt.FILENAME).is_file():
+        raise JobError(f"run {run_id} has a checkpoint: resume it rather than start it again")
+    if restart and not (out / JOB_FILE).is_file():
+        raise JobError(f"run {run_id} was not started from this page: start a new run instead")
     if (out / "metrics.json").is_file():
         raise JobError(f"run {run_id} has already finished")
     budget.check(TrainConfig.from_args(_resume_args(out) + ["--resume", "--out", str(out)]))
-    with _start_lock, _storage("resume the training job"):
+    action = "start the training job again" if restart else "resume the training job"
+    with _start_lock, _storage(action):
         _acquire(runs, run_id)
         try:
             (out / STOP_FILE).unlink(missing_ok=True)  # else the trainer would stop again at once
+            if restart:  # the trainer starts a fresh history too; gone now, no page shows the old one meanwhile
+                (out / "events.jsonl").unlink(missing_ok=True)
             _launch(runs, run_id, _resume_args(out) + ["--resume"])
         except BaseException:
             _release(runs, run_id)
@@ -348,7 +374,8 @@ def _signal(pid: int, times: int) -> None:
 
 def last_error(out: Path) -> str:
     """The line of train.log that says why the last launch failed: "error: ...", an argparse usage error, or an
-    exception's line at the end of a traceback; "" when there is none."""
+    exception's line at the end of a traceback; "" when there is none. It may name the server's folders: the
+    page shows `for_people` of it."""
     try:
         text = (out / LOG_FILE).read_text(errors="replace")
     except OSError:
@@ -356,8 +383,52 @@ def last_error(out: Path) -> str:
     text = text.rsplit(LAUNCH_MARK, 1)[-1]
     lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
     errors = [ln.split("error:", 1)[1].strip() for ln in lines if ln.startswith("error:") or ": error: " in ln]
-    errors = errors or [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+    errors = errors or [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
     return errors[-1] if errors else ""
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/[\w.+@~-]+)+/?|\b[A-Za-z]:\\[^\s'\",;]+")
+DATA_MISSING = ("The full CIFAR-10 was not found on the server. Get it with the Download button on this page (or "
+                "`python -m resnet_demo download` on the server), or train on fewer images: the classroom preset "
+                "trains on the built-in subset.")
+INTERNAL_ERROR = ("the training process stopped with an internal error; the teacher can find the details in the "
+                  "run's train.log.")
+_RAW_ERRORS = (  # what an exception's own text means, for a person: the first pattern found wins
+    (r"No space left|Disk quota|\[Errno (28|122)\]|disk is full",
+     "the server's disk is full. Free some space (old runs can go), then resume the run or start it again."),
+    (r"Permission denied|Read-only file system|Operation not permitted|\[Errno (1|13|30)\]",
+     "the training process may not write to its run folder. Whoever runs the server can fix the folder's "
+     "permissions; then resume the run or start it again."),
+    (r"out of memory|OutOfMemoryError|MemoryError|allocate memory",
+     "the training process ran out of memory. Try a smaller batch size or a shallower network."),
+    (r"CIFAR|cifar|\.npz|data_batch|DataError",
+     "the training data could not be read. The teacher can download the full CIFAR-10 again (the Download "
+     "button, or `python -m resnet_demo download` on the server)."),
+)
+
+
+def for_people(text: str, out: Path) -> str:
+    """How a run ended, said so that anyone may read it on a page: an exception's text (a traceback's last line, a
+    raw OS error) becomes a sentence saying what to do (disk full, permissions, memory, data, else an internal
+    error whose details are in train.log); a message the trainer wrote for people keeps its words, with the run's
+    folder and any other server path left out."""
+    if not text:
+        return text
+    if "The full CIFAR-10 was not found" in text:
+        return DATA_MISSING  # the trainer's own message lists the server's folders it looked in
+    if _EXCEPTION_LINE.match(text) or "[Errno" in text:
+        return next((said for pattern, said in _RAW_ERRORS if re.search(pattern, text)), INTERNAL_ERROR)
+    return _ABSOLUTE_PATH.sub(lambda m: _path_for_people(m.group(0), out), text)
+
+
+def _path_for_people(path: str, out: Path) -> str:
+    inside = path.rstrip("/").removeprefix(str(out).rstrip("/"))
+    if inside == "":
+        return "this run's folder"
+    if inside != path.rstrip("/") and inside.startswith("/"):
+        return inside.lstrip("/")  # a file of the run: its name alone
+    return "a folder on the server"
 
 
 def _label(out: Path, run_id: str, events: list[Event]) -> str:
@@ -398,12 +469,14 @@ def status(run_id: str, runs: Path | None = None, lock: dict | None | bool = Fal
         state = "stopping" if (out / STOP_FILE).exists() else ("running" if started else "starting")
         return RunStatus(run_id, out, state, events, label, "", lock.get("pid"))
     if (out / "metrics.json").is_file():
-        return RunStatus(run_id, out, "completed", events, label, (end or {}).get("message", "finished"))
+        said = (end or {}).get("message", "finished")
+        return RunStatus(run_id, out, "completed", events, label, for_people(said, out), detail=said)
     error = last_error(out)  # of the latest launch: newer than an old run's end record
     if end is not None and end.get("status") in ("stopped", "failed") and not (error and end["status"] == "stopped"):
-        return RunStatus(run_id, out, end["status"], events, label, end.get("message") or error)
+        said = end.get("message") or error
+        return RunStatus(run_id, out, end["status"], events, label, for_people(said, out), detail=said)
     if error:
-        return RunStatus(run_id, out, "failed", events, label, error)
+        return RunStatus(run_id, out, "failed", events, label, for_people(error, out), detail=error)
     if (out / STOP_FILE).exists() and last(events, "start") is None:
         return RunStatus(run_id, out, "stopped", events, label, "stopped before its first training step")
     return RunStatus(run_id, out, "failed", events, label, _vanished(out, events))

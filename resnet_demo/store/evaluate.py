@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet_demo.base import faults
 from resnet_demo.base.storage import atomic_write_bytes
 from resnet_demo.data.cifar import Split
 from resnet_demo.data.loader import DeviceLoader, eval_batch_size
@@ -23,6 +24,7 @@ def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | Non
     loader = DeviceLoader(split, batch_size or eval_batch_size(device), device=device, train=False)
     plain, mirrored = [], []
     for x, _ in loader.epoch():
+        faults.point("evaluate")
         plain.append(F.softmax(model(x).float(), dim=1).cpu())
         if flip:
             mirrored.append(F.softmax(model(x.flip(3)).float(), dim=1).cpu())

@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from resnet_demo.base import faults
 from resnet_demo.base.device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
-from resnet_demo.base.storage import StorageError, atomic_write_json
+from resnet_demo.base.storage import StorageError, atomic_write_json, remove_temp_files
 from resnet_demo.data.cifar import Cifar10, DataError, stratified_subset
 from resnet_demo.data.loader import DeviceLoader, eval_batch_size
 from resnet_demo.nets.model import CifarResNet, count_params
@@ -145,11 +146,13 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
     """Train as configured; returns the final record (metrics.json) or the 'end' event of a stopped run."""
     t0 = time.time()
     cfg, recipe, device, world, data = _prepare(cfg)
+    faults.point("startup")
     out = Path(cfg.out)
-    if world.is_main and not cfg.resume:
-        (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run gets a fresh history
+    if world.is_main and not (out / ckpt.FILENAME).is_file():
+        (out / "events.jsonl").unlink(missing_ok=True)  # a fresh run (or a resume of none) gets a fresh history
     if world.is_main:
         (out / STOP_FILE).unlink(missing_ok=True)  # left by the stop we resume from; it asked that run, not this
+        remove_temp_files(out)  # what a kill in the middle of a save left behind
     emit = broadcast([EventLog(out / "events.jsonl"), listener] if world.is_main else [])
     stop = distributed.agreed(StopRequest(out, should_stop), device, world)
     run = None
@@ -218,7 +221,7 @@ def _failure_message(e: BaseException, recipe: Recipe, out: Path) -> str:
 def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World, data: Cifar10, emit: Listener,
            stop: Callable[[], bool]) -> Run:
     out = Path(cfg.out)
-    saved = _saved_config(out) if cfg.resume else {}
+    saved = _saved_config(out) if cfg.resume and (out / ckpt.FILENAME).is_file() else {}
     cfg.check_resume(saved, recipe)
     train_split = stratified_subset(data.train, cfg.subset, cfg.seed) if cfg.subset else data.train
     test_curve = stratified_subset(data.test, cfg.test_subset, cfg.seed) if cfg.test_subset else data.test
@@ -295,6 +298,7 @@ def _loop(run: Run) -> dict:
             lr = _lr(run)
             loss, correct = run.step_fn(x, y, lr)
             run.step += 1
+            faults.point("step")
             _after_step(run, epoch, batch, lr, loss, correct, len(y))
         if run.stop():  # before the evaluation, so a stop never waits for it; a resume starts with it
             return _stopped(run, epoch, run.steps_per_epoch)
@@ -378,6 +382,7 @@ def _test_metrics(run: Run) -> tuple[float, float]:
     run.model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=run.device)
     for x, y in run.test_loader.epoch():
+        faults.point("epoch-evaluation")
         with run.amp():
             logits = run.model(x)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")

@@ -130,20 +130,27 @@ def _data_notice(data: sources.Plan) -> None:
     if st.button("Download the full CIFAR-10 (170 MB)", icon=":material/download:", key="train_download",
                  disabled=live.poller().active() is not None or not teacher.can_control(),
                  help=teacher.locked_help()):
-        dest = candidate_dirs()[0]
-        bar = st.progress(0.0, text="Downloading CIFAR-10…")
+        _download()
 
-        def progress(done: int, total: int | None) -> None:
-            text = f"Downloading CIFAR-10: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
-            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
 
-        try:
-            download_cifar10(dest, progress)
-        except DownloadError as e:
-            bar.empty()
-            st.error(f"The download failed: {e} {offline_help(dest)}")
-        else:
-            st.rerun()
+def _download() -> None:
+    """The Download button's action: the full CIFAR-10 into the first folder the server looks in."""
+    if not teacher.may_act("downloading CIFAR-10"):
+        return
+    dest = candidate_dirs()[0]
+    bar = st.progress(0.0, text="Downloading CIFAR-10…")
+
+    def progress(done: int, total: int | None) -> None:
+        text = f"Downloading CIFAR-10: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
+        bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+    try:
+        download_cifar10(dest, progress)
+    except DownloadError as e:
+        bar.empty()
+        st.error(f"The download failed: {e} {offline_help(dest)}")
+    else:
+        st.rerun()
 
 
 def _start_button(settings: TrainConfig, disabled: bool, running: bool) -> None:
@@ -271,10 +278,17 @@ def _outcome(run: jobs.RunStatus, start: dict | None) -> None:
                 + ("The checkpoint is kept: resume below whenever you like." if run.resumable else run.message))
     else:
         st.error(f"Training failed: {run.message}")
+    busy = live.poller().active() is not None
     if run.resumable and st.button("Resume from the checkpoint", key="train_resume", icon=":material/resume:",
-                                   disabled=live.poller().active() is not None or not teacher.can_control(),
-                                   help=teacher.locked_help()):
+                                   disabled=busy or not teacher.can_control(), help=teacher.locked_help()):
         if teacher.resume(run.run_id):
+            st.rerun()
+    if run.restartable and st.button(
+            "Start again with the same settings", key="train_restart", icon=":material/restart_alt:",
+            disabled=busy or not teacher.can_control(),
+            help=teacher.locked_help("It ended before its first checkpoint, so there is nothing to resume: this "
+                                     "trains it again from the start, in the same run.")):
+        if teacher.restart(run.run_id):
             st.rerun()
 
 
