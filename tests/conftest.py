@@ -3,6 +3,8 @@
 - synthetic_data_dir: a small learnable stand-in for CIFAR-10 (train.npz/test.npz), made on the fly.
 - real_data_dir: the genuine set from $RESNET_DEMO_TEST_DATA (.ci/run sets it); skips with a reason if absent.
 - tiny_run / tiny_weights_dir: a real (tiny) training run on synthetic data, and it shipped into a weights folder.
+- browser_server / browser_app / browser_page: one `streamlit run` server for every browser test of the session
+  (see tests/test_browser.py's docstring); browser_servers.get(NAME=value) for one configured otherwise.
 """
 from __future__ import annotations
 
@@ -101,3 +103,70 @@ def running_job(tmp_path):
     yield runs, run_id
     proc.kill()
     proc.wait()
+
+
+# ------------------------------------------------------------------ the browser tests' one server (browser_util.py)
+
+
+@pytest.fixture(scope="session")
+def browser_data_dir(synthetic_data_dir) -> Path:
+    """The data the served app sees: the synthetic fixture, or for README screenshots a real data set
+    ($RESNET_DEMO_SCREENSHOT_DATA)."""
+    return Path(os.environ.get("RESNET_DEMO_SCREENSHOT_DATA") or synthetic_data_dir)
+
+
+@pytest.fixture(scope="session")
+def browser_servers(tiny_weights_dir, browser_data_dir, tmp_path_factory):
+    """The app servers of this test session: `.get()` is the shared one, `.get(NAME=value)` one started (once) with
+    other environment settings. Each has its own empty runs folder; all stop when the session ends."""
+    from browser_util import ROOT, Servers, sync_playwright_or_skip
+
+    sync_playwright_or_skip()  # without Chromium or Playwright: skip before starting anything
+    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions).
+    weights = os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS") or str(tiny_weights_dir)
+    servers = Servers(tmp_path_factory.mktemp, {
+        "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_DATA": str(browser_data_dir), "RESNET_DEMO_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="session")
+def browser_server(browser_servers) -> dict:
+    """The shared live server: {"base": URL, "runs": its runs folder, "log": its log file, ...}."""
+    return browser_servers.get()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium through Playwright, one per test module (a launch costs about a second)."""
+    from browser_util import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
+
+    sync_playwright = sync_playwright_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_app(browser_server, chromium):
+    """The shared server and this module's browser: the `app` dict the page helpers of browser_util take."""
+    from browser_util import stop_training_job
+
+    yield {**browser_server, "browser": chromium}
+    stop_training_job(browser_server["runs"])  # no training job started here outlives this module
+
+
+@pytest.fixture
+def browser_page(browser_app):
+    """A fresh tab (its own browser context, so its own Streamlit session) on the shared server."""
+    from browser_util import LONG, VIEWPORT
+
+    context = browser_app["browser"].new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(LONG)
+    yield page
+    context.close()
