@@ -2,6 +2,7 @@
 
 - synthetic_data_dir: a small learnable stand-in for CIFAR-10 (train.npz/test.npz), made on the fly.
 - real_data_dir: the genuine set from $RESNET_DEMO_TEST_DATA (.ci/run sets it); skips with a reason if absent.
+- real_test_split / shipped_evaluation: its test set, and each shipped model evaluated on it once per session.
 - tiny_run / tiny_weights_dir: a real (tiny) training run on synthetic data, and it shipped into a weights folder.
 - browser_server / browser_app / browser_page: one `streamlit run` server for every browser test of the session
   (see tests/test_browser.py's docstring); browser_servers.get(NAME=value) for one configured otherwise.
@@ -36,6 +37,35 @@ def real_data_dir() -> Path:
         pytest.skip(f"the full CIFAR-10 is not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
                     f"or cifar-10-batches-py (`python -m resnet_demo download --data-dir DIR` fetches it)")
     return Path(d).resolve()  # subprocess tests run elsewhere: a relative path would not travel
+
+
+@pytest.fixture(scope="session")
+def real_test_split(real_data_dir):
+    """The genuine 10,000 test images, read once for the session."""
+    from resnet_demo.data.cifar import load_cifar10
+
+    return load_cifar10(real_data_dir).test
+
+
+@pytest.fixture(scope="session")
+def shipped_evaluation(real_test_split):
+    """shipped_evaluation(entry): evaluate() of a model on the genuine test set with flip-TTA (two passes over the
+    10,000 images, in fp32 on the CPU, as `ship` measured it), computed once per session for each weights file
+    and shared: every test that needs a shipped model's real figures asks here rather than evaluating again.
+    Keyed by the sha256 of the file's bytes, so two names for one file share a result and a changed file does not.
+    """
+    from resnet_demo.base.storage import sha256_file
+    from resnet_demo.store.evaluate import evaluate
+
+    results: dict[str, dict] = {}
+
+    def get(entry) -> dict:
+        key = sha256_file(entry.weights)
+        if key not in results:
+            results[key] = evaluate(entry.load(), real_test_split, "cpu", flip_tta=True)
+        return results[key]
+
+    return get
 
 
 @pytest.fixture(scope="session")
