@@ -4,6 +4,7 @@
 - real_data_dir: the genuine set from $RESNET_DEMO_TEST_DATA (.ci/run sets it); skips with a reason if absent.
 - real_test_split / shipped_evaluation: its test set, and each shipped model evaluated on it once per session.
 - tiny_run / tiny_weights_dir: a real (tiny) training run on synthetic data, and it shipped into a weights folder.
+- $RESNET_DEMO_TEST_TIMES=FILE: each test's wall and CPU seconds appended to FILE (see docs/TESTING.md).
 - browser_server / browser_app / browser_page: one `streamlit run` server for every browser test of the session
   (see tests/test_browser.py's docstring); browser_servers.get(NAME=value) for one configured otherwise.
 """
@@ -21,6 +22,36 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("RESNET_DEMO_APP_THREADS", str(torch.get_num_threads()))
 
 REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
+TIMES_ENV = "RESNET_DEMO_TEST_TIMES"  # a file: each test's wall and CPU seconds are appended there (docs/TESTING.md)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the children it has waited for (user + system)."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With $RESNET_DEMO_TEST_TIMES set, one JSON line a test: wall and CPU seconds (setup, call and teardown), its
+    lane markers and the load average. CPU seconds tell more than wall seconds on a machine shared with other work;
+    a server or trainer a test starts counts only once it has been waited for."""
+    path = os.environ.get(TIMES_ENV)
+    if not path:
+        yield
+        return
+    import json
+    import time
+
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    marks = sorted({m.name for m in item.iter_markers()} & {"slow", "realdata", "browser"})
+    with open(path, "a") as f:
+        f.write(json.dumps({"id": item.nodeid, "wall_s": round(time.perf_counter() - wall, 2),
+                            "cpu_s": round(_cpu_seconds() - cpu, 2), "marks": marks,
+                            "load1": round(os.getloadavg()[0], 2)}) + "\n")
 
 
 @pytest.fixture(scope="session")
