@@ -177,14 +177,16 @@ def browser_data_dir(synthetic_data_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def browser_servers(tiny_weights_dir, browser_data_dir, tmp_path_factory):
+def browser_servers(request, browser_data_dir, tmp_path_factory):
     """The app servers of this test session: `.get()` is the shared one, `.get(NAME=value)` one started (once) with
     other environment settings. Each has its own empty runs folder; all stop when the session ends."""
     from browser_util import ROOT, Servers, sync_playwright_or_skip
 
     sync_playwright_or_skip()  # without Chromium or Playwright: skip before starting anything
-    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions).
-    weights = os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS") or str(tiny_weights_dir)
+    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions);
+    # the tiny run is trained only when it is what the server shows.
+    weights = (os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS")
+               or str(request.getfixturevalue("tiny_weights_dir")))
     servers = Servers(tmp_path_factory.mktemp, {
         "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_DATA": str(browser_data_dir), "RESNET_DEMO_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
