@@ -2,7 +2,11 @@
 
 - synthetic_data_dir: a small learnable stand-in for CIFAR-10 (train.npz/test.npz), made on the fly.
 - real_data_dir: the genuine set from $RESNET_DEMO_TEST_DATA (.ci/run sets it); skips with a reason if absent.
+- real_test_split / shipped_evaluation: its test set, and each shipped model evaluated on it once per session.
 - tiny_run / tiny_weights_dir: a real (tiny) training run on synthetic data, and it shipped into a weights folder.
+- $RESNET_DEMO_TEST_TIMES=FILE: each test's wall and CPU seconds appended to FILE (see docs/TESTING.md).
+- browser_server / browser_app / browser_page: one `streamlit run` server for every browser test of the session
+  (see tests/test_browser.py's docstring); browser_servers.get(NAME=value) for one configured otherwise.
 """
 from __future__ import annotations
 
@@ -18,6 +22,36 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("RESNET_DEMO_APP_THREADS", str(torch.get_num_threads()))
 
 REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
+TIMES_ENV = "RESNET_DEMO_TEST_TIMES"  # a file: each test's wall and CPU seconds are appended there (docs/TESTING.md)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the children it has waited for (user + system)."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With $RESNET_DEMO_TEST_TIMES set, one JSON line a test: wall and CPU seconds (setup, call and teardown), its
+    lane markers and the load average. CPU seconds tell more than wall seconds on a machine shared with other work;
+    a server or trainer a test starts counts only once it has been waited for."""
+    path = os.environ.get(TIMES_ENV)
+    if not path:
+        yield
+        return
+    import json
+    import time
+
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    marks = sorted({m.name for m in item.iter_markers()} & {"slow", "realdata", "browser"})
+    with open(path, "a") as f:
+        f.write(json.dumps({"id": item.nodeid, "wall_s": round(time.perf_counter() - wall, 2),
+                            "cpu_s": round(_cpu_seconds() - cpu, 2), "marks": marks,
+                            "load1": round(os.getloadavg()[0], 2)}) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +68,35 @@ def real_data_dir() -> Path:
         pytest.skip(f"the full CIFAR-10 is not available: set {REAL_DATA_ENV} to a folder with train.npz/test.npz "
                     f"or cifar-10-batches-py (`python -m resnet_demo download --data-dir DIR` fetches it)")
     return Path(d).resolve()  # subprocess tests run elsewhere: a relative path would not travel
+
+
+@pytest.fixture(scope="session")
+def real_test_split(real_data_dir):
+    """The genuine 10,000 test images, read once for the session."""
+    from resnet_demo.data.cifar import load_cifar10
+
+    return load_cifar10(real_data_dir).test
+
+
+@pytest.fixture(scope="session")
+def shipped_evaluation(real_test_split):
+    """shipped_evaluation(entry): evaluate() of a model on the genuine test set with flip-TTA (two passes over the
+    10,000 images, in fp32 on the CPU, as `ship` measured it), computed once per session for each weights file
+    and shared: every test that needs a shipped model's real figures asks here rather than evaluating again.
+    Keyed by the sha256 of the file's bytes, so two names for one file share a result and a changed file does not.
+    """
+    from resnet_demo.base.storage import sha256_file
+    from resnet_demo.store.evaluate import evaluate
+
+    results: dict[str, dict] = {}
+
+    def get(entry) -> dict:
+        key = sha256_file(entry.weights)
+        if key not in results:
+            results[key] = evaluate(entry.load(), real_test_split, "cpu", flip_tta=True)
+        return results[key]
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +164,72 @@ def running_job(tmp_path):
     yield runs, run_id
     proc.kill()
     proc.wait()
+
+
+# ------------------------------------------------------------------ the browser tests' one server (browser_util.py)
+
+
+@pytest.fixture(scope="session")
+def browser_data_dir(synthetic_data_dir) -> Path:
+    """The data the served app sees: the synthetic fixture, or for README screenshots a real data set
+    ($RESNET_DEMO_SCREENSHOT_DATA)."""
+    return Path(os.environ.get("RESNET_DEMO_SCREENSHOT_DATA") or synthetic_data_dir)
+
+
+@pytest.fixture(scope="session")
+def browser_servers(request, browser_data_dir, tmp_path_factory):
+    """The app servers of this test session: `.get()` is the shared one, `.get(NAME=value)` one started (once) with
+    other environment settings. Each has its own empty runs folder; all stop when the session ends."""
+    from browser_util import ROOT, Servers, sync_playwright_or_skip
+
+    sync_playwright_or_skip()  # without Chromium or Playwright: skip before starting anything
+    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions);
+    # the tiny run is trained only when it is what the server shows.
+    weights = (os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS")
+               or str(request.getfixturevalue("tiny_weights_dir")))
+    servers = Servers(tmp_path_factory.mktemp, {
+        "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_DATA": str(browser_data_dir), "RESNET_DEMO_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="session")
+def browser_server(browser_servers) -> dict:
+    """The shared live server: {"base": URL, "runs": its runs folder, "log": its log file, ...}."""
+    return browser_servers.get()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium through Playwright, one per test module (a launch costs about a second)."""
+    from browser_util import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
+
+    sync_playwright = sync_playwright_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_app(browser_server, chromium):
+    """The shared server and this module's browser: the `app` dict the page helpers of browser_util take."""
+    from browser_util import stop_training_job
+
+    yield {**browser_server, "browser": chromium}
+    stop_training_job(browser_server["runs"])  # no training job started here outlives this module
+
+
+@pytest.fixture
+def browser_page(browser_app):
+    """A fresh tab (its own browser context, so its own Streamlit session) on the shared server."""
+    from browser_util import LONG, VIEWPORT
+
+    context = browser_app["browser"].new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(LONG)
+    yield page
+    context.close()

@@ -6,195 +6,61 @@ Screenshots (1400x2200; Streamlit scrolls inside an inner container, so a tall v
 full_page) go to $RESNET_DEMO_SCREENSHOTS_DIR (default test-artifacts/); docs/screenshots/ for the README, taken
 with RESNET_DEMO_SCREENSHOT_WEIGHTS=weights and RESNET_DEMO_SCREENSHOT_DATA=<real CIFAR-10 dir>, so that they show
 the shipped models on real photos rather than the tiny fixture on noise.
+
+One server for every browser test. Starting `streamlit run` and its first render (which imports torch) cost
+about a minute on a loaded 2-core machine, so the whole test session shares one server, whichever browser test
+file needs it first; conftest.py has the fixtures, tests/browser_util.py the machinery and the page helpers.
+A new browser test file (tests/test_browser_*.py) uses them like this:
+
+    import pytest
+    from browser_util import assert_no_error, open_page, screenshot
+
+    pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+    def test_my_page(browser_page, browser_app):
+        open_page(browser_page, browser_app, "mypage")   # the page's url_path
+        assert_no_error(browser_page, browser_app)
+
+- `browser_app` (module scope): {"base": URL, "runs": the server's runs folder, "log": its log file,
+  "browser": this module's Chromium}. The server sees the tiny shipped model (conftest's tiny_weights_dir) and the
+  synthetic data set; it skips, saying why, without /usr/bin/chromium or Playwright.
+- `browser_page`: a fresh tab (its own Streamlit session) with a long default timeout, closed afterwards.
+- `browser_servers.get(NAME="value", ...)`: a server started with other environment settings (a teacher
+  password, say), shared by the tests that ask for the same settings; `browser_servers.get()` is the shared one.
+  Combine it with the `chromium` fixture: `{**browser_servers.get(...), "browser": chromium}`.
+
+The server is shared, so a test leaves it as it found it: a training job it starts is stopped (at the latest
+when its module ends), a run it adds to `runs` is removed, and a setting it changes is changed back.
 """
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser_util import LONG, assert_no_error, fill_number, open_page, screenshot, select, settle
 from resnet_demo.nets.paper import CLASSES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-VIEWPORT = {"width": 1400, "height": 2200}
-MAX_PNG_BYTES = 400_000
-LONG = 180_000  # ms: the first render imports torch; the machine is shared and slow
 
-
-def _browser_or_skip():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium'; .ci/run installs it)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright; its browser download is not needed)")
-    return sync_playwright
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def data_dir(synthetic_data_dir) -> Path:
-    """The synthetic fixture, or for README screenshots a real data set ($RESNET_DEMO_SCREENSHOT_DATA)."""
-    return Path(os.environ.get("RESNET_DEMO_SCREENSHOT_DATA") or synthetic_data_dir)
-
-
-@pytest.fixture(scope="module")
-def app(tiny_weights_dir, data_dir, tmp_path_factory):
-    """A live server on a free port, pointed at the tiny shipped model (or $RESNET_DEMO_SCREENSHOT_WEIGHTS),
-    empty runs and synthetic data (or $RESNET_DEMO_SCREENSHOT_DATA)."""
-    sync_playwright = _browser_or_skip()
-    runs = tmp_path_factory.mktemp("browser-runs")
-    log_path = tmp_path_factory.mktemp("browser-log") / "streamlit.log"
-    port = _free_port()
-    # README screenshots want the real shipped models: RESNET_DEMO_SCREENSHOT_WEIGHTS=weights (same assertions).
-    weights = os.environ.get("RESNET_DEMO_SCREENSHOT_WEIGHTS") or str(tiny_weights_dir)
-    env = {**os.environ, "RESNET_DEMO_WEIGHTS": weights, "RESNET_DEMO_RUNS": str(runs),
-           "RESNET_DEMO_DATA": str(data_dir), "RESNET_DEMO_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    log = open(log_path, "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"streamlit exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"streamlit did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield {"base": base, "browser": browser, "runs": runs, "log": log_path}
-            finally:
-                browser.close()
-    finally:
-        _stop_training_job(runs)
-        try:
-            os.killpg(server.pid, signal.SIGTERM)  # the server's own session: it and nothing else
-            server.wait(timeout=15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
-        log.close()
-
-
-def _stop_training_job(runs: Path) -> None:
-    """A job the Train page started runs in its own session, so it outlives the server unless stopped here."""
-    try:
-        from resnet_demo.server import jobs
-    except ImportError:
-        return
-    try:
-        if jobs.stop(runs, force=True) is not None:
-            jobs_deadline = time.time() + 20
-            while jobs.active(runs) is not None and time.time() < jobs_deadline:
-                time.sleep(0.5)
-    except Exception as e:  # noqa: BLE001 - cleanup must not mask the test's own result
-        print(f"could not stop the training job in {runs}: {e}", file=sys.stderr)
+# The tests below predate the shared fixtures and keep their short names for them.
+@pytest.fixture
+def app(browser_app):
+    return browser_app
 
 
 @pytest.fixture
-def page(app):
-    context = app["browser"].new_context(viewport=VIEWPORT)
-    pg = context.new_page()
-    pg.set_default_timeout(LONG)
-    yield pg
-    context.close()
+def page(browser_page):
+    return browser_page
 
 
-# ------------------------------------------------------------------ helpers
-
-
-def open_page(page, app, path: str) -> None:
-    """Open a page by its url_path; the default page (Predict) lives at "/" and its own path is not served."""
-    from resnet_demo.app.main import PAGES
-
-    default = PAGES[0][3]
-    page.goto(f"{app['base']}/{'' if path == default else path}")
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LONG)
-    settle(page)
-
-
-def settle(page, quiet_s: float = 1.5, timeout_s: float = 60) -> None:
-    """Wait until the main area stops changing (a rerun has finished); gives up quietly on live pages."""
-    main = page.locator('[data-testid="stMain"]')
-    last, since, deadline = None, time.time(), time.time() + timeout_s
-    while time.time() < deadline:
-        text = main.inner_text()
-        if text != last or page.locator('[data-stale="true"]').count():
-            last, since = text, time.time()
-        elif time.time() - since >= quiet_s:
-            return
-        time.sleep(0.25)
-
-
-def assert_no_error(page, app) -> None:
-    boxes = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
-    texts = [boxes.nth(i).inner_text() for i in range(boxes.count())]
-    assert not texts, f"error boxes on {page.url}: {texts}\nserver log tail:\n{app['log'].read_text()[-2000:]}"
-
-
-def screenshot(page, name: str) -> Path:
-    """Save to the screenshots folder; a PNG over MAX_PNG_BYTES is re-saved with a 256-colour palette."""
-    from PIL import Image
-
-    out = Path(os.environ.get("RESNET_DEMO_SCREENSHOTS_DIR") or ROOT / "test-artifacts")
-    out = out if out.is_absolute() else ROOT / out
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    data = page.screenshot()
-    if len(data) > MAX_PNG_BYTES:
-        img = Image.open(io.BytesIO(data)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-        data = buf.getvalue()
-    path.write_bytes(data)
-    return path
-
-
-def select(page, label: str, option: str) -> None:
-    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    settle(page)
-
-
-def fill_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True).first
-    field.fill(str(value))
-    field.press("Enter")
-    settle(page)
+@pytest.fixture
+def data_dir(browser_data_dir):
+    return browser_data_dir
 
 
 # ------------------------------------------------------------------ pages

@@ -1,8 +1,17 @@
-"""`python -m resnet_demo train` as a person runs it: failures are one "error:" line and a non-zero exit."""
+"""`python -m resnet_demo train` as a person runs it: failures are one "error:" line and a non-zero exit.
+
+One test runs the command in a new process, as a person does (the entry point, the exit status, stderr); the
+others call `cli.main`, the function that `python -m resnet_demo` hands its arguments to and whose return value
+is its exit status (resnet_demo/__main__.py: `raise SystemExit(main())`), in this process: the same code and the
+same output, without a new interpreter importing torch for each (several seconds each on a loaded 2-core
+machine). An exception that escaped main() would fail the test itself, so "no traceback" still holds.
+tests/test_readme.py runs the README's commands as new processes too.
+"""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,25 +19,32 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_demo import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args: str, cwd: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet_demo", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1", **env}, timeout=300)
-
-
-def _without_data(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """A CLI command as a new user runs it: no data set anywhere, no internet, from a folder of their own."""
-    env = {k: v for k, v in os.environ.items() if k != "RESNET_DEMO_DATA"}
-    return subprocess.run([sys.executable, "-m", "resnet_demo", *args], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300, env={**env, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1"})
+@pytest.fixture
+def person(tmp_path, monkeypatch):
+    """A new user's folder as the current one: no data set anywhere (no RESNET_DEMO_DATA, no ./data) and no
+    internet (conftest sets RESNET_DEMO_OFFLINE). `cli.main(["train", ...])` installs SIGINT/SIGTERM handlers, as
+    the command does for Ctrl-C; they are put back afterwards so that pytest's own Ctrl-C still works."""
+    monkeypatch.delenv("RESNET_DEMO_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield tmp_path
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 def test_train_without_data_says_once_how_to_get_it_and_leaves_no_run(tmp_path):
     # The fast preset on all 50,000 images needs the full set; the built-in subset would not be honest for it.
-    proc = _without_data(tmp_path, "train", "--depth", "8", "--preset", "fast", "--device", "cpu",
-                         "--data-dir", str(tmp_path / "nowhere"), "--quiet")
+    # A new process, as a new user runs it: no data set anywhere, no internet, from a folder of their own.
+    env = {k: v for k, v in os.environ.items() if k != "RESNET_DEMO_DATA"}
+    proc = subprocess.run([sys.executable, "-m", "resnet_demo", "train", "--depth", "8", "--preset", "fast",
+                           "--device", "cpu", "--data-dir", str(tmp_path / "nowhere"), "--quiet"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**env, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1"})
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("error:") == 1 and proc.stderr.count("was not found") == 1, proc.stderr
@@ -38,40 +54,42 @@ def test_train_without_data_says_once_how_to_get_it_and_leaves_no_run(tmp_path):
     assert not (tmp_path / "runs").exists(), "a run that never started left a folder behind"
 
 
-def test_a_failed_run_prints_its_error_once(tmp_path, synthetic_data_dir):
-    proc = run("train", "--depth", "8", "--epochs", "1", "--batch-size", "64", "--lr", "1e12", "--test-subset", "10",
-               "--device", "cpu", "--data-dir", str(synthetic_data_dir), "--out", str(tmp_path / "r"), "--quiet",
-               cwd=tmp_path)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.count("diverged") == 1 and proc.stderr.count("error:") == 1, proc.stderr
+def test_a_failed_run_prints_its_error_once(person, synthetic_data_dir, capsys):
+    code = cli.main(["train", "--depth", "8", "--epochs", "1", "--batch-size", "64", "--lr", "1e12",
+                     "--test-subset", "10", "--device", "cpu", "--data-dir", str(synthetic_data_dir),
+                     "--out", str(person / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.count("diverged") == 1 and err.count("error:") == 1, err
 
 
-def test_evaluate_without_the_full_set_uses_the_builtin_test_subset(tmp_path):
-    proc = _without_data(tmp_path, "evaluate", "--weights", "resnet20-e100", "--device", "cpu")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert "on 1,000 images" in proc.stdout and "built-in 1,000-image test subset, not the full 10,000" in proc.stdout
-    proc = _without_data(tmp_path, "evaluate", "--weights", "resnet20-e100", "--device", "cpu", "--json")
-    assert proc.returncode == 0
-    result = json.loads(proc.stdout)
+def test_evaluate_without_the_full_set_uses_the_builtin_test_subset(person, capsys):
+    assert cli.main(["evaluate", "--weights", "resnet20-e100", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "on 1,000 images" in out and "built-in 1,000-image test subset, not the full 10,000" in out
+    assert cli.main(["evaluate", "--weights", "resnet20-e100", "--device", "cpu", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
     assert result["n"] == 1000 and result["data"] == "builtin" and result["accuracy"] > 0.85
-    assert "note: evaluated on the built-in" in proc.stderr
+    assert "note: evaluated on the built-in" in captured.err
 
 
-def test_train_refusals_are_clear(tmp_path, synthetic_data_dir):
-    proc = run("train", "--depth", "9", cwd=tmp_path)
-    assert proc.returncode == 2 and "6n+2" in proc.stderr and "nearest valid depths: 8 or 14" in proc.stderr
+def test_train_refusals_are_clear(person, synthetic_data_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--depth", "9"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "6n+2" in err and "nearest valid depths: 8 or 14" in err
     if not torch.cuda.is_available():
-        proc = run("train", "--depth", "8", "--device", "cuda", "--data-dir", str(synthetic_data_dir),
-                   "--out", str(tmp_path / "r"), cwd=tmp_path)
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr
-        assert "error: --device cuda was asked for, but PyTorch sees no CUDA GPU" in proc.stderr
+        code = cli.main(["train", "--depth", "8", "--device", "cuda", "--data-dir", str(synthetic_data_dir),
+                         "--out", str(person / "r")])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err
+        assert "error: --device cuda was asked for, but PyTorch sees no CUDA GPU" in err
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-1"], ["--preset", "imagenet"],
                                   ["--checkpoint-minutes", "-1"], ["--checkpoint-minutes", "nan"]])
 def test_bad_numbers_are_usage_errors(argv, capsys):
-    from resnet_demo import cli
-
     with pytest.raises(SystemExit) as e:
         cli.main(["train", *argv])
     assert e.value.code == 2 and "error:" in capsys.readouterr().err
@@ -79,9 +97,7 @@ def test_bad_numbers_are_usage_errors(argv, capsys):
 
 def test_progress_header_names_device_and_precision(capsys):
     # The first line a user sees says what the run will cost: device, steps, batch, and the precision it trains in.
-    from resnet_demo.cli import ProgressPrinter
-
-    printer = ProgressPrinter(quiet=True)
+    printer = cli.ProgressPrinter(quiet=True)
     start = {"type": "start", "label": "ResNet-20", "params": 269_722, "device": "AMD EPYC, 2 threads", "epochs": 3,
              "steps_per_epoch": 390, "batch_size": 128, "train_images": 50_000, "total_steps": 1170,
              "resumed_from_step": 120, "config": {"precision_used": "bf16 autocast"}}
@@ -111,7 +127,6 @@ def test_predict_names_the_model_it_used(tmp_path, tiny_weights_dir, tiny_run, m
 
     from PIL import Image
 
-    from resnet_demo import cli
     from resnet_demo.store.registry import model_label, shipped_models
 
     Image.new("RGB", (40, 30), (200, 40, 40)).save(tmp_path / "red.png")
@@ -132,7 +147,6 @@ def test_predict_names_the_model_it_used(tmp_path, tiny_weights_dir, tiny_run, m
 def test_chance_level_runs_are_marked_and_never_offered(tmp_path, tiny_weights_dir, tiny_run, monkeypatch, capsys):
     import json
 
-    from resnet_demo import cli
     from resnet_demo.store.registry import list_models, resolve
 
     _chance_level_run(tiny_run, tmp_path / "runs")
@@ -151,7 +165,5 @@ def test_chance_level_runs_are_marked_and_never_offered(tmp_path, tiny_weights_d
 
 
 def test_progress_says_when_the_final_evaluation_starts(capsys):
-    from resnet_demo.cli import ProgressPrinter
-
-    ProgressPrinter(quiet=True)({"type": "phase", "phase": "final_evaluation", "step": 1, "test_images": 10_000})
+    cli.ProgressPrinter(quiet=True)({"type": "phase", "phase": "final_evaluation", "step": 1, "test_images": 10_000})
     assert capsys.readouterr().err.strip() == "final evaluation on 10,000 test images..."

@@ -24,9 +24,23 @@ WEIGHTS = ROOT / "weights"
 
 
 def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m resnet_demo ...` in a new process, as a person runs it."""
     return subprocess.run([sys.executable, "-m", "resnet_demo", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "RESNET_DEMO_OFFLINE": "1",
                                "RESNET_DEMO_WEIGHTS": str(WEIGHTS), **env}, timeout=300)
+
+
+@pytest.fixture
+def main(tmp_path, monkeypatch):
+    """The same command in this process: `cli.main`, which `python -m resnet_demo` calls and whose return value is
+    its exit status, run from tmp_path with the repository's weights. It spares a new interpreter importing torch
+    (several seconds on a loaded 2-core machine) where the test is about the export, not about the process; the
+    one property that needs two processes (byte-identical files) still compares two."""
+    from resnet_demo import cli as cli_module
+
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(WEIGHTS))
+    monkeypatch.chdir(tmp_path)
+    return cli_module.main
 
 
 @pytest.fixture
@@ -53,33 +67,34 @@ def test_safetensors_export_loads_back_with_its_metadata(random_file, tmp_path):
     assert meta["label"] == "Plain-8" and meta["name"] == str(random_file)
 
 
-def test_safetensors_export_is_byte_identical_across_processes(random_file, tmp_path):
-    """The safetensors library orders its metadata differently in every process; the export must not."""
-    outs = []
-    for i in range(2):
-        proc = cli("export", str(random_file), "--out", str(tmp_path / f"{i}.safetensors"), cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr
-        assert f"exported Plain-8 ({random_file}) to {tmp_path / f'{i}.safetensors'}: safetensors" in proc.stdout
-        outs.append((tmp_path / f"{i}.safetensors").read_bytes())
-    assert outs[0] == outs[1]
+def test_safetensors_export_is_byte_identical_across_processes(random_file, tmp_path, main, capsys):
+    """The safetensors library orders its metadata differently in every process; the export must not. One export
+    runs in a new process, the other in this one: two processes, as before, with one interpreter start fewer."""
+    proc = cli("export", str(random_file), "--out", str(tmp_path / "0.safetensors"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"exported Plain-8 ({random_file}) to {tmp_path / '0.safetensors'}: safetensors" in proc.stdout
+    assert main(["export", str(random_file), "--out", str(tmp_path / "1.safetensors")]) == 0
+    assert f"exported Plain-8 ({random_file}) to {tmp_path / '1.safetensors'}: safetensors" in capsys.readouterr().out
+    assert (tmp_path / "0.safetensors").read_bytes() == (tmp_path / "1.safetensors").read_bytes()
     assert load_model(tmp_path / "0.safetensors")[1]["arch"] == Arch(8, plain=True)
 
 
-def test_a_finished_run_exports_by_its_name(tiny_run, tmp_path):
-    proc = cli("export", f"run:{tiny_run.name}", cwd=tmp_path, RESNET_DEMO_RUNS=str(tiny_run.parent))
-    assert proc.returncode == 0, proc.stderr
+def test_a_finished_run_exports_by_its_name(tiny_run, tmp_path, main, monkeypatch):
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tiny_run.parent))
+    assert main(["export", f"run:{tiny_run.name}"]) == 0
     out = tmp_path / f"run-{tiny_run.name}.safetensors"
     model, meta = load_model(out)
     assert meta["arch"] == Arch(8) and meta["name"] == f"run:{tiny_run.name}"
     assert meta["label"] == f"ResNet-8 · run {tiny_run.name}"
 
 
-def test_cli_refusals_are_one_line(tmp_path):
-    proc = cli("export", "no-such-model", "--format", "onnx", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: no model named 'no-such-model'")
-    assert "Traceback" not in proc.stderr
-    proc = cli("export", "plain20", "--format", "tflite", cwd=tmp_path)
-    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+def test_cli_refusals_are_one_line(main, capsys):
+    assert main(["export", "no-such-model", "--format", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no model named 'no-such-model'") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as e:
+        main(["export", "plain20", "--format", "tflite"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
     with pytest.raises(export.ExportError, match="unknown export format"):
         export.export_bytes(resolve_shipped("plain20"), "tflite")
 
@@ -98,7 +113,7 @@ def test_filenames_are_safe():
 
 # --- ONNX ------------------------------------------------------------------------------------------------------
 
-def test_onnx_export_matches_pytorch_on_every_shipped_test_image(tmp_path):
+def test_onnx_export_matches_pytorch_on_every_shipped_test_image(tmp_path, main):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
@@ -108,8 +123,7 @@ def test_onnx_export_matches_pytorch_on_every_shipped_test_image(tmp_path):
     from resnet_demo.data.testimages import read_test_images
 
     entry = resolve_shipped("resnet20-e100")
-    proc = cli("export", "resnet20-e100", "--format", "onnx", "--out", str(tmp_path / "r20.onnx"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["export", "resnet20-e100", "--format", "onnx", "--out", str(tmp_path / "r20.onnx")]) == 0
     data = (tmp_path / "r20.onnx").read_bytes()
     proto = onnx.load_from_string(data)
     onnx.checker.check_model(proto)

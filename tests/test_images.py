@@ -156,7 +156,10 @@ def test_bomb_is_refused_without_decoding_and_bytes_work_too(image_files):
         open_image(b"")
 
 
-def test_predict_cli_one_json_line_per_file(image_files, tiny_weights_dir, tmp_path):
+def test_predict_cli_one_json_line_per_file(image_files, tiny_weights_dir, tmp_path, monkeypatch, capsys):
+    """The first call is a new process, as a person runs it (exit status 1 when some files failed); the second
+    calls cli.main, which `python -m resnet_demo` runs and whose return value is its exit status, in this
+    process: the same code without a second interpreter importing torch."""
     good = [str(image_files[f"good:{k}"]) for k in GOOD]
     bad = [str(image_files[f"bad:{k}"]) for k in BAD]
     files = good[:3] + bad + good[3:]
@@ -176,11 +179,16 @@ def test_predict_cli_one_json_line_per_file(image_files, tiny_weights_dir, tmp_p
             probs = [t["prob"] for t in r["top"]]
             assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     # all good files, by path to the weights file: exit code 0
-    proc = subprocess.run([sys.executable, "-m", "resnet_demo", "predict", good[0], "--model",
-                           str(tiny_weights_dir / "resnet8.safetensors"), "--top", "1", "--json"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    (rec,) = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    from resnet_demo import cli
+
+    monkeypatch.setenv("RESNET_DEMO_WEIGHTS", str(tiny_weights_dir))
+    monkeypatch.setenv("RESNET_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    code = cli.main(["predict", good[0], "--model", str(tiny_weights_dir / "resnet8.safetensors"), "--top", "1",
+                     "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (rec,) = [json.loads(ln) for ln in captured.out.splitlines()]
     assert len(rec["top"]) == 1
 
 

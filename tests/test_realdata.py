@@ -58,21 +58,17 @@ def _shipped_names() -> list[str]:
     return [e.name for e in shipped_models(SHIPPED)]
 
 
-@pytest.fixture(scope="module")
-def real_test_split(real_data_dir):
-    return load_cifar10(real_data_dir).test
-
-
-@pytest.mark.slow  # each is two passes over the 10,000 test images (flip-TTA)
+@pytest.mark.slow  # each is two passes over the 10,000 test images (flip-TTA), shared with the other tests
 @pytest.mark.parametrize("name", _shipped_names() or [pytest.param(None, marks=pytest.mark.skip(
     reason="no shipped weights in weights/ (ship a run with `python -m resnet_demo ship RUN`)"))])
-def test_shipped_figures_are_reproduced_by_evaluate(real_test_split, name):
+def test_shipped_figures_are_reproduced_by_evaluate(shipped_evaluation, name):
     # Every number the manifest (and so the README and the app) states must come out of the shipped file.
-    from resnet_demo.store.evaluate import evaluate
+    # shipped_evaluation (conftest.py) is evaluate(entry.load(), <real test set>, "cpu", flip_tta=True), run once
+    # a session for each file.
     from resnet_demo.store.registry import shipped_models
 
     entry = next(e for e in shipped_models(SHIPPED) if e.name == name)
-    result = evaluate(entry.load(), real_test_split, "cpu", flip_tta=True)
+    result = shipped_evaluation(entry)
     rec = entry.record
     assert result["accuracy"] == rec["test_accuracy"]
     assert result["accuracy_flip_tta"] == rec["test_accuracy_flip_tta"]
