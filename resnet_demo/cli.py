@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", help="a model name (see `models`) or a .safetensors file; default: the best shipped ResNet")
+    p.add_argument("--model",
+                   help="a model name (see `models`) or a .safetensors file; default: the best shipped ResNet")
     p.add_argument("--top", type=_positive, default=5)
     p.add_argument("--json", action="store_true")
 
@@ -93,9 +94,11 @@ def cmd_info(args) -> int:
     print(f"{info['label']}: {info['params']:,} parameters ({info['params'] / 1e6:.2f}M"
           + (f"; Table 6: {TABLE6_PARAMS_M[args.depth]}M" if args.depth in TABLE6_PARAMS_M and not args.plain else "")
           + f"), {info['macs'] / 1e6:.1f}M MACs per image")
-    print(f"  {info['weighted_layers']} weighted layers = 1 stem conv + 3 stages x {info['blocks_per_stage']} blocks x 2 convs + 1 fc")
+    print(f"  {info['weighted_layers']} weighted layers = 1 stem conv + 3 stages x {info['blocks_per_stage']} "
+          f"blocks x 2 convs + 1 fc")
     for s in info["stages"]:
-        print(f"  stage {s['stage']}: {s['blocks']} blocks, {s['filters']} filters, {s['output_size']}x{s['output_size']} maps")
+        print(f"  stage {s['stage']}: {s['blocks']} blocks, {s['filters']} filters, "
+              f"{s['output_size']}x{s['output_size']} maps")
     print(f"  shortcuts: {info['shortcuts']} ({'none: plain net' if args.plain else 'option ' + args.shortcut})")
     return 0
 
@@ -124,8 +127,10 @@ class ProgressPrinter:
             self.bar.update(e["step"] - self.bar.n)
             self.bar.set_postfix(loss=f"{e['loss']:.3f}", lr=f"{e['lr']:.3g}", img_s=f"{e['images_per_s']:.0f}")
         elif kind == "epoch":
+            test = (f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}%" if e.get("test_acc") is not None
+                    else "test not evaluated (--eval-every)")
             line = (f"epoch {e['epoch']}: train loss {e['train_loss']:.3f} acc {100 * e['train_acc']:.2f}% | "
-                    f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}% | {e['elapsed_s']:.0f}s")
+                    f"{test} | {e['elapsed_s']:.0f}s")
             (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
         elif kind == "phase" and e.get("phase") == "final_evaluation":
             line = f"final evaluation on {e['test_images']:,} test images..."
@@ -151,7 +156,8 @@ def cmd_train(args) -> int:
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        print(f"\nstop requested ({signal.Signals(signum).name}); saving a checkpoint after this step...", file=sys.stderr)
+        print(f"\nstop requested ({signal.Signals(signum).name}); saving a checkpoint after this step...",
+              file=sys.stderr)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -199,7 +205,8 @@ def cmd_evaluate(args) -> int:
             print(f"note: {note}", file=sys.stderr)
         return 0
     print(f"{entry.label}: test accuracy {100 * result['accuracy']:.2f}% (error {100 - 100 * result['accuracy']:.2f}%) "
-          f"on {result['n']:,} images" + (f"; flip-TTA {100 * result['accuracy_flip_tta']:.2f}%" if args.flip_tta else ""))
+          f"on {result['n']:,} images"
+          + (f"; flip-TTA {100 * result['accuracy_flip_tta']:.2f}%" if args.flip_tta else ""))
     if note:
         print(f"  note: {note}")
     for name, acc in result["per_class"].items():
@@ -254,7 +261,8 @@ def cmd_models(args) -> int:
                 " (chance level: not offered by the app, nor as the default)" if m.at_chance_level else "")
         print(f"{m.name:<24} {m.label:<30} {m.source:<8} test acc {acc}{note}")
     for m in retired:
-        print(f"{m.name:<24} {m.label:<30} {m.source:<8} history only, for Fig. 6 (retired for {m.record['retired']['for']})")
+        print(f"{m.name:<24} {m.label:<30} {m.source:<8} history only, for Fig. 6 "
+              f"(retired for {m.record['retired']['for']})")
     return 0
 
 
@@ -329,7 +337,8 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "models": cmd_models, "download": cmd_download, "ship": cmd_ship, "retire": cmd_retire, "export": cmd_export}
+            "models": cmd_models, "download": cmd_download, "ship": cmd_ship, "retire": cmd_retire,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
