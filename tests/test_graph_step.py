@@ -246,3 +246,28 @@ def test_a_failed_capture_reports_its_root_cause_and_puts_the_stream_back(monkey
         graph_step.cuda_capture(torch.device("cuda"))(lambda: None)
     assert fake.current == "stream of device 0" and not any(c[0] == "set_device" for c in fake.calls
                                                             if isinstance(c, tuple))
+
+
+def test_work_after_the_update_is_captured_and_its_warm_up_put_back():
+    # The seam for a weight average: the PostUpdate runs inside the recorded step, after the SGD update, and
+    # what the capture's warm-up and check replay did to its tensors is undone.
+    model, opt = _setup()
+
+    class CountSteps:
+        def __init__(self):
+            self.count = torch.zeros(())
+            self.seen = []
+
+        def __call__(self):
+            self.count += 1
+            self.seen.append(next(model.parameters()).detach().clone())  # the weights after this step's update
+
+        def tensors(self):
+            return [self.count]
+
+    post = CountSteps()
+    step = GraphStep(model, opt, RECIPE, None, 16, CPU, capture=eager_replay, post_update=post)
+    assert int(post.count) == 0  # three warm-up steps and a check replay, put back
+    for x, y in _batches(2):
+        step(x, y, 0.05)
+    assert int(post.count) == 2 and torch.equal(post.seen[-1], next(model.parameters()))
