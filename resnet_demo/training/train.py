@@ -462,9 +462,9 @@ def _stopped(run: Run, epoch: int, batch: int) -> dict:
 def _finish(run: Run) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
     wall, arch, test = run.clock.elapsed(), run.cfg.arch, run.data.test
+    _written(run, run.writer.wait())  # the last checkpoint: on disk, and its event out, before the final phase
     run.emit({"type": "phase", "phase": "final_evaluation", "step": run.step, "test_images": len(test)})
     result = evaluate(run.raw, test, run.device, flip_tta=run.cfg.flip_tta)
-    _written(run, run.writer.wait())  # the last checkpoint, written while the test set was evaluated
     sha = save_model(run.out / "model.safetensors", run.raw, arch)
     save_predictions(run.out / "preds.npz", result["probs"], test.labels)
     record = {
