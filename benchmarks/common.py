@@ -5,6 +5,7 @@ Numbers are only worth comparing with the machine they came from, so every repor
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -39,6 +40,64 @@ class Row:
 
 def skipped(id: str, row: str, unit: str, target: str, reason: str) -> Row:
     return Row(id, row, None, unit, target, None, f"skipped: {reason}")
+
+
+# ---------------------------------------------------------------- the JSON every benchmark command writes
+
+SCHEMA = "resnet-demo-benchmarks/1"
+
+
+def figure_id(kind: str, depth: int, variant: str | None = None) -> str:
+    """The stable id of a GPU-training figure, the same in every command's JSON: "throughput" (images/s of
+    train() with the default step; variant "eager" or "baseline" for the others), "ratio" (the default step
+    over the tutorial baseline) or "tta" (seconds to Table 6, null when not reached), e.g. throughput.r20."""
+    return f"{kind}.r{depth}" + (f".{variant}" if variant else "")
+
+
+class Report:
+    """One benchmark command's record, rewritten atomically each time a figure or part is added, so a run cut
+    off anywhere leaves a valid JSON of everything measured until then (`parts` says what was done).
+
+    Top level: schema, tool, command, quick (a check of the script, not results), time, device (the GPU's name,
+    else the CPU's), torch, step_path (the training steps the figures ran, "cuda-graph", "eager", ..., leaving
+    out rows whose extra names a `variant`, such as throughput.r20.eager), parts,
+    rows (Row.to_dict(): id, row, value, unit, target, met, notes, extra), and whatever the tool adds."""
+
+    def __init__(self, path: Path | None, tool: str, argv: list[str], quick: bool, device: str,
+                 echo: Callable[[str], None] | None = None):
+        self.path, self.echo = path, echo
+        self.record: dict = {"schema": SCHEMA, "tool": tool, "command": " ".join(["python -m " + tool, *argv]),
+                             "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": device,
+                             "torch": torch.__version__, "step_path": None, "parts": {}, "rows": []}
+        self.save()
+
+    def add(self, row: Row) -> None:
+        self.record["rows"].append(row.to_dict())
+        paths = [r["extra"]["step_path"] for r in self.record["rows"]  # a variant (the eager step) is not the run's
+                 if r["extra"].get("step_path") and not r["extra"].get("variant")]
+        self.record["step_path"] = ", ".join(dict.fromkeys(paths)) or None
+        if self.echo is not None:
+            shown = f"{fmt(row.value)} {row.unit}" if row.value is not None else f"- ({row.notes})"
+            path = row.extra.get("step_path")
+            self.echo(f"{row.id} = {shown}" + (f" [{path}]" if path else ""))
+        self.save()
+
+    def part(self, name: str, status: str) -> None:
+        self.record["parts"][name] = status
+        self.save()
+
+    def set(self, key: str, value) -> None:
+        self.record[key] = value
+        self.save()
+
+    def value(self, id: str) -> float | None:
+        return next((r["value"] for r in self.record["rows"] if r["id"] == id), None)
+
+    def save(self) -> None:
+        if self.path is not None:
+            from resnet_demo.base.storage import atomic_write_bytes
+
+            atomic_write_bytes(self.path, (json.dumps(self.record, indent=1, default=str) + "\n").encode())
 
 
 def machine() -> dict:

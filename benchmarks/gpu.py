@@ -5,32 +5,39 @@
    on a GPU), each the median of several timing windows; which step ran, and the ratios.
 2. Host synchronisation: a few steps of the loader and the captured step under
    torch.cuda.set_sync_debug_mode("error"), which raises at the first call that waits for the GPU.
-3. Time to Table 6 for ResNet-20, 56 and 110 with the table6 preset: wall time from the train() call (data
-   loading and per-epoch evaluation included) to the first epoch whose test accuracy on all 10,000 test images
-   reaches Table 6, with every epoch's accuracy and time; each run goes on to the end of its schedule unless
-   the time budget (--budget-s, for the whole command) runs out first.
+3. Time to Table 6 for ResNet-20, 56 and 110 with the table6 preset, trained as a GPU trains it, without the
+   per-epoch test curve (--eval-every 0): the wall time from the train() call (data loading included) to the
+   end of the final evaluation on all 10,000 test images, when that reaches Table 6; each epoch's training
+   accuracy and time. A run still training when the time budget (--budget-s, for the whole command) is spent
+   is stopped and reported as not reached.
 
-Prints a summary and writes everything as JSON to OUT/results-gpu-<date>.json (results-cpu-... elsewhere).
-It reads only the repository and the unpacked data set. `--quick` checks the script anywhere, the CPU
-included: tiny synthetic data, ResNet-8, a few steps; its numbers are not results.
+Every figure has a stable id (throughput.r20, ratio.r20, tta.r20, ...; benchmarks/common.py, figure_id) and is
+printed as soon as it is measured. The JSON (OUT/results-gpu-<date>.json; results-cpu-... elsewhere) is
+rewritten atomically after each figure, so a run cut off at any point leaves a valid file of what it measured
+(`parts` says which parts were done). It reads only the repository and the unpacked data set. `--quick`
+checks the script anywhere, the CPU included: tiny synthetic data, ResNet-8, a few steps, the same ids; its
+numbers are not results.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from .accuracy import time_to_accuracy
-from .common import Workspace, machine
+from .common import Report, Row, Workspace, figure_id, machine
 from .training import Windows, baseline_throughput, ours_throughput
 
 DEPTHS = (20, 56, 110)
 PRESET = "table6"
+EVAL_EVERY = 0  # no per-epoch test curve: the final evaluation decides, as on a GPU (docs/GPU.md)
 QUICK_GOAL = 0.15  # synthetic data in --quick: a goal a ResNet-8 reaches in two epochs, to exercise that path
+PARTS = ("throughput", "host_syncs", "time_to_table6")
+SPENT = "skipped: the time budget was spent"
 
 
 class QuickWorkspace(Workspace):
@@ -53,34 +60,61 @@ def environment(device: torch.device) -> dict:
     return info
 
 
-def throughput(ws: Workspace, depths: list[int], device: torch.device, quick: bool, deadline: float, log) -> list[dict]:
+def _measure(name: str, fn, deadline: float) -> dict:
+    if time.perf_counter() > deadline:
+        return {"skipped": "the time budget was spent"}
+    try:
+        value, extra = fn()
+        return {"images_per_s": round(value), **extra}
+    except Exception as e:  # noqa: BLE001 - one failure must not hide the other figures
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _throughput_row(depth: int, name: str, cell: dict) -> Row:
+    variant = {"fast": None}.get(name, name)
+    what = {"baseline": "tutorial baseline", "eager": "train(), eager step", "fast": "train(), default step"}[name]
+    extra = {k: v for k, v in cell.items() if k != "images_per_s"} | ({"variant": variant} if variant else {})
+    notes = (f"skipped: {cell['skipped']}" if "skipped" in cell else f"failed: {cell['error']}" if "error" in cell
+             else f"batch {cell.get('batch_size')}")
+    return Row(figure_id("throughput", depth, variant), f"ResNet-{depth} training, {what}", cell.get("images_per_s"),
+               "img/s", notes=notes, extra=extra)
+
+
+def _ratio_row(depth: int, name: str, row: dict) -> Row:
+    key = f"{name}_vs_baseline"
+    variant = None if name == "fast" else name
+    value = row.get(key)
+    return Row(figure_id("ratio", depth, variant), f"ResNet-{depth}: {'default' if name == 'fast' else name} step / "
+               f"tutorial baseline", value, "x", ">= 13x" if variant is None else "",
+               None if value is None or variant else value >= 13, "" if value is not None else "not measured: "
+               "a throughput above is missing", extra={"step_path": row[name].get("step_path"), "variant": variant})
+
+
+def throughput(ws: Workspace, depths: list[int], device: torch.device, quick: bool, deadline: float, log,
+               report: Report) -> None:
     import os
 
     # --quick: 640 images make 2 steps an epoch at batch 256, and a window may not span an epoch's end
     w = Windows(1, 1, 2) if quick else Windows(30, 40, 5)
     workers = 0 if quick else min(8, os.cpu_count() or 2)
-    rows = []
+    details = report.record.setdefault("throughput", [])
     for depth in depths:
         row: dict = {"depth": depth}
-        # each fn is called in this iteration; the default argument binds depth all the same
-        for name, fn in (("baseline", lambda d=depth: baseline_throughput(ws, d, device, 128, workers, w)),
-                         ("eager", lambda d=depth: ours_throughput(ws, d, device, PRESET, w, step="eager")),
-                         ("fast", lambda d=depth: ours_throughput(ws, d, device, PRESET, w, step="auto"))):
-            if time.perf_counter() > deadline:
-                row[name] = {"skipped": "the time budget was spent"}
-                continue
+        for name, fn in (("baseline", partial(baseline_throughput, ws, depth, device, 128, workers, w)),
+                         ("eager", partial(ours_throughput, ws, depth, device, PRESET, w, step="eager",
+                                           eval_every=EVAL_EVERY)),
+                         ("fast", partial(ours_throughput, ws, depth, device, PRESET, w, step="auto",
+                                          eval_every=EVAL_EVERY))):
             log(f"  throughput ResNet-{depth}: {name} ...")
-            try:
-                value, extra = fn()
-                row[name] = {"images_per_s": round(value), **extra}
-            except Exception as e:  # noqa: BLE001 - one failure must not hide the other figures
-                row[name] = {"error": f"{type(e).__name__}: {e}"}
+            row[name] = _measure(name, fn, deadline)
+            report.add(_throughput_row(depth, name, row[name]))
         base = row["baseline"].get("images_per_s")
-        for name in ("eager", "fast"):
+        for name in ("fast", "eager"):
             if base and row[name].get("images_per_s"):
                 row[f"{name}_vs_baseline"] = round(row[name]["images_per_s"] / base, 2)
-        rows.append(row)
-    return rows
+            report.add(_ratio_row(depth, name, row))
+        details.append(row)
+        report.save()
 
 
 def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5) -> dict:
@@ -109,7 +143,7 @@ def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5)
     torch.cuda.synchronize(device)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for k, (x, y) in zip(range(steps), batches):
+        for k, (x, y) in zip(range(steps), batches, strict=False):  # the epoch has more
             loss, correct = step(x, y, recipe.lr_at(k, 1000))
         verdict = {"steps": steps, "host_syncs": 0}
     except RuntimeError as e:
@@ -120,49 +154,53 @@ def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5)
     return verdict
 
 
+def _tta_row(r: dict) -> Row:
+    depth, goal = r["depth"], r["goal"]
+    name = f"ResNet-{depth}: seconds to {100 * goal:.2f}% test accuracy ({PRESET} preset)"
+    if "history" not in r:
+        return Row(figure_id("tta", depth), name, None, "s", notes=f"failed: {r['error']}" if "error" in r
+                   else f"skipped: {r['skipped']}", extra=r)
+    if r["reached_s"] is not None:
+        notes = (f"{100 * r['reached_acc']:.2f}% at {r['reached_at']} (epoch {r['reached_epoch']} of {r['epochs']})"
+                 f"; from the train() call")
+    else:
+        best = r["best_acc"]
+        notes = (f"not reached: {r['status']} after {len(r['history'])} of {r['epochs']} epochs"
+                 + (f", best {100 * best:.2f}%" if best is not None else ", never evaluated"))
+    return Row(figure_id("tta", depth), name, r["reached_s"], "s", notes=notes,
+               extra={k: v for k, v in r.items() if k != "history"} | {"epochs_done": len(r["history"])})
+
+
 def time_to_table6(ws: Workspace, depths: list[int], device: torch.device, quick: bool, deadline: float,
-                   log) -> list[dict]:
+                   log, report: Report) -> None:
     from resnet_demo.nets.paper import TABLE6_ERROR
 
-    rows = []
+    details = report.record.setdefault("time_to_table6", [])
     for depth in depths:
         goal = QUICK_GOAL if quick else 1 - TABLE6_ERROR[depth] / 100
         if time.perf_counter() > deadline:
-            rows.append({"depth": depth, "goal": goal, "skipped": "the time budget was spent"})
-            continue
-        log(f"  time to {100 * goal:.2f}%: ResNet-{depth}, {PRESET} preset ...")
-        settings = dict(epochs=2, batch_size=64) if quick else {}
-        try:
-            rows.append(time_to_accuracy(ws.data_dir()[0], ws.new_run_dir(), depth, str(device), PRESET, goal,
-                                         deadline, **settings))
-        except Exception as e:  # noqa: BLE001
-            rows.append({"depth": depth, "goal": goal, "error": f"{type(e).__name__}: {e}"})
-    return rows
+            r = {"depth": depth, "goal": goal, "skipped": "the time budget was spent"}
+        else:
+            log(f"  time to {100 * goal:.2f}%: ResNet-{depth}, {PRESET} preset ...")
+            settings = dict(epochs=2, batch_size=64) if quick else {}
+            try:
+                r = time_to_accuracy(ws.data_dir()[0], ws.new_run_dir(), depth, str(device), PRESET, goal,
+                                     deadline, eval_every=EVAL_EVERY, **settings)
+            except Exception as e:  # noqa: BLE001
+                r = {"depth": depth, "goal": goal, "error": f"{type(e).__name__}: {e}"}
+        details.append(r)
+        report.add(_tta_row(r))
 
 
 def summary(record: dict) -> str:
-    lines = [f"{record['environment']['device']}, torch {record['environment']['torch']}"
+    lines = [f"{record['device']}, torch {record['torch']}, step {record['step_path']}"
              + (" (--quick: a check of the script, not results)" if record["quick"] else "")]
-    for r in record["throughput"]:
-        cells = []
-        for name in ("baseline", "eager", "fast"):
-            c = r[name]
-            v = c.get("images_per_s")
-            cells.append(f"{name} {v:,} img/s" + (f" [{c['step_path']}]" if c.get("step_path") else "")
-                         if v else f"{name}: {c.get('error') or c.get('skipped')}")
-        ratios = ", ".join(f"{n} {r[n + '_vs_baseline']}x" for n in ("eager", "fast") if n + "_vs_baseline" in r)
-        lines.append(f"ResNet-{r['depth']}: " + "; ".join(cells) + (f" (vs baseline: {ratios})" if ratios else ""))
-    lines.append(f"host syncs in the captured step: {record['host_syncs']}")
-    for r in record["time_to_table6"]:
-        if "history" not in r:
-            lines.append(f"ResNet-{r['depth']} to {100 * r['goal']:.2f}%: {r.get('error') or r.get('skipped')}")
-            continue
-        got = (f"{r['reached_s']:.1f} s (epoch {r['reached_epoch']})" if r["reached_s"] is not None
-               else f"not reached (best {100 * r['best_acc']:.2f}%)")
-        final = r.get("final_test_accuracy")
-        lines.append(f"ResNet-{r['depth']} to {100 * r['goal']:.2f}%: {got}; {len(r['history'])}/{r['epochs']} "
-                     f"epochs in {r['wall_s']:.0f} s, {r['status']}"
-                     + (f", final {100 * final:.2f}%" if final is not None else "") + f" [{r['step_path']}]")
+    lines += [f"  {r['id']:<26} {'-' if r['value'] is None else format(r['value'], ',.6g'):>12} {r['unit']:<6} "
+              f"{r['notes']}" for r in record["rows"]]
+    lines.append(f"host syncs in the captured step: {record.get('host_syncs')}")
+    undone = [p for p in PARTS if record["parts"].get(p) != "done"]
+    if undone:
+        lines.append(f"not done: {', '.join(undone)}")
     return "\n".join(lines)
 
 
@@ -173,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=450.0, help="stop whatever still runs after this many seconds")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="tiny synthetic data and a few steps: a check of the script")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
@@ -185,28 +224,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no CIFAR-10 found (--data-dir {args.data_dir}); unpack it and pass its folder", file=sys.stderr)
         return 2
     depths = [8] if args.quick else list(DEPTHS)
-    record = {"command": "python -m benchmarks.gpu " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "quick": args.quick, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_s": args.budget_s,
-              "data": ws.data_dir()[1] if args.quick else str(ws.real_data), "preset": PRESET,
-              "environment": environment(device)}
-    try:
-        log("[throughput]")
-        record["throughput"] = throughput(ws, depths, device, args.quick, deadline, log)
-        try:
-            record["host_syncs"] = host_syncs(ws.real_data, depths[0], device)
-        except Exception as e:  # noqa: BLE001 - the time-to-Table-6 runs still go ahead
-            record["host_syncs"] = {"error": f"{type(e).__name__}: {e}"}
-        log("[time to Table 6]")
-        record["time_to_table6"] = time_to_table6(ws, depths, device, args.quick, deadline, log)
-    finally:
-        ws.close()
-    record["total_s"] = round(time.perf_counter() - t0, 1)
-    print(summary(record))
-    print(f"total {record['total_s']:.0f} s")
     kind = "gpu" if device.type == "cuda" else "cpu"
     path = Path(args.out) / f"results-{kind}{'-quick' if args.quick else ''}-{time.strftime('%Y-%m-%d')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    env = environment(device)
+    report = Report(path, "benchmarks.gpu", argv, args.quick, env["device"], echo=lambda s: print(s, flush=True))
+    report.record.update(budget_s=args.budget_s, data=ws.data_dir()[1] if args.quick else str(ws.real_data),
+                         preset=PRESET, eval_every=EVAL_EVERY, environment=env)
+    for part in PARTS:
+        report.part(part, "pending")
+    print(f"writing {path} as it goes", flush=True)
+    try:
+        log("[throughput]")
+        throughput(ws, depths, device, args.quick, deadline, log, report)
+        report.part("throughput", "done")
+        try:
+            report.set("host_syncs", host_syncs(ws.real_data, depths[0], device))
+        except Exception as e:  # noqa: BLE001 - the time-to-Table-6 runs still go ahead
+            report.set("host_syncs", {"error": f"{type(e).__name__}: {e}"})
+        report.part("host_syncs", "done")
+        log("[time to Table 6]")
+        time_to_table6(ws, depths, device, args.quick, deadline, log, report)
+        report.part("time_to_table6", "done")
+    finally:
+        ws.close()
+    report.set("total_s", round(time.perf_counter() - t0, 1))
+    print(summary(report.record))
+    print(f"total {report.record['total_s']:.0f} s")
     print(f"wrote {path}")
     return 0
 

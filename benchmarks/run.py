@@ -6,18 +6,21 @@
     python -m benchmarks.run --only train,predict --json out.json
 
 Rows that need what this machine lacks (a CUDA GPU, the real data, a browser) are printed as skipped with
-the reason, never left out silently. See BENCHMARKS.md for what each row measures and why.
+the reason, never left out silently. See BENCHMARKS.md for what each row measures and why. The JSON has the
+schema benchmarks.gpu writes (common.Report; the GPU rows carry its ids: throughput.r20, ratio.r20, tta.r20,
+...) and is rewritten after each group of rows, so an interrupted run keeps what it measured.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from .common import Row, Workspace, fmt, machine
+import torch
+
+from .common import Report, Row, Workspace, fmt, machine
 
 GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict", "explain", "evaluate")
 
@@ -62,7 +65,7 @@ def print_table(rows: list[Row], out=sys.stdout) -> None:
              for r in rows]
     widths = [max(len(header[i]), *(len(c[i]) for c in cells)) if cells else len(header[i]) for i in range(5)]
     line = lambda c: "  ".join(str(v).ljust(w) if i != 1 else str(v).rjust(w)  # noqa: E731
-                               for i, (v, w) in enumerate(zip(c[:5], widths))) + "  " + c[5]
+                               for i, (v, w) in enumerate(zip(c[:5], widths, strict=True))) + "  " + c[5]
     print(line(header), file=out)
     print("  ".join("-" * w for w in widths) + "  " + "-" * 5, file=out)
     for c in cells:
@@ -77,7 +80,7 @@ def describe_machine(info: dict) -> str:
             f"load average (1, 5, 15 min): {load}")
 
 
-def run_groups(args, ws: Workspace, log) -> list[Row]:
+def run_groups(args, ws: Workspace, log, report: Report) -> list[Row]:
     from . import accuracy, latency, server, training
 
     chosen = [g for g in (args.only or GROUPS) if g not in args.skip]
@@ -86,12 +89,19 @@ def run_groups(args, ws: Workspace, log) -> list[Row]:
     def section(name: str, fn) -> None:
         log(f"[{name}]")
         t = time.perf_counter()
+        report.part(name, "running")
         try:
             result = fn()
-            rows.extend(result if isinstance(result, list) else [result])
+            added = result if isinstance(result, list) else [result]
+            status = "done"
         except Exception as e:  # noqa: BLE001 - one failed row must not hide the others
             traceback.print_exc(file=sys.stderr)
-            rows.append(Row(f"{name}.error", f"{name}: FAILED", None, "", "", False, f"{type(e).__name__}: {e}"))
+            added = [Row(f"{name}.error", f"{name}: FAILED", None, "", "", False, f"{type(e).__name__}: {e}")]
+            status = "failed"
+        rows.extend(added)
+        for row in added:
+            report.add(row)
+        report.part(name, status)
         log(f"[{name}] {time.perf_counter() - t:.0f} s")
 
     if "train" in chosen:
@@ -112,6 +122,7 @@ def run_groups(args, ws: Workspace, log) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     before = machine()
@@ -122,20 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     ws = Workspace(args.data_dir)
     print(f"data: {ws.real_data or 'no real CIFAR-10 found (stand-in data for speed rows; accuracy rows skip)'}\n",
           flush=True)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else before["cpu"]
+    report = Report(Path(args.json) if args.json else None, "benchmarks.run", argv, args.quick, device, echo=log)
+    report.set("machine", before)
     t0 = time.perf_counter()
     try:
-        rows = run_groups(args, ws, log)
+        rows = run_groups(args, ws, log, report)
     finally:
         ws.close()
     total = time.perf_counter() - t0
     after = machine()["load_average"]
+    report.record.update(load_average_end=after, argv=argv)
+    report.set("total_s", total)
     print()
     print_table(rows)
     print(f"\ntotal {total:.0f} s; load average at the end: {', '.join(f'{x:.2f}' for x in after) if after else 'n/a'}")
     if args.json:
-        record = {"machine": before, "load_average_end": after, "quick": args.quick, "argv": sys.argv[1:],
-                  "total_s": total, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": [r.to_dict() for r in rows]}
-        Path(args.json).write_text(json.dumps(record, indent=1, default=str) + "\n")
         print(f"wrote {args.json}")
     return 1 if any(r.id.endswith(".error") for r in rows) else 0
 

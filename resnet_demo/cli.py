@@ -95,10 +95,10 @@ def cmd_info(args) -> int:
           + (f"; Table 6: {TABLE6_PARAMS_M[args.depth]}M" if args.depth in TABLE6_PARAMS_M and not args.plain else "")
           + f"), {info['macs'] / 1e6:.1f}M MACs per image")
     print(f"  {info['weighted_layers']} weighted layers = 1 stem conv + 3 stages x {info['blocks_per_stage']} "
-          "blocks x 2 convs + 1 fc")
+          f"blocks x 2 convs + 1 fc")
     for s in info["stages"]:
-        size = s["output_size"]
-        print(f"  stage {s['stage']}: {s['blocks']} blocks, {s['filters']} filters, {size}x{size} maps")
+        print(f"  stage {s['stage']}: {s['blocks']} blocks, {s['filters']} filters, "
+              f"{s['output_size']}x{s['output_size']} maps")
     print(f"  shortcuts: {info['shortcuts']} ({'none: plain net' if args.plain else 'option ' + args.shortcut})")
     return 0
 
@@ -127,8 +127,10 @@ class ProgressPrinter:
             self.bar.update(e["step"] - self.bar.n)
             self.bar.set_postfix(loss=f"{e['loss']:.3f}", lr=f"{e['lr']:.3g}", img_s=f"{e['images_per_s']:.0f}")
         elif kind == "epoch":
+            test = (f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}%" if e.get("test_acc") is not None
+                    else "test not evaluated (--eval-every)")
             line = (f"epoch {e['epoch']}: train loss {e['train_loss']:.3f} acc {100 * e['train_acc']:.2f}% | "
-                    f"test loss {e['test_loss']:.3f} acc {100 * e['test_acc']:.2f}% | {e['elapsed_s']:.0f}s")
+                    f"{test} | {e['elapsed_s']:.0f}s")
             (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
         elif kind == "phase" and e.get("phase") == "final_evaluation":
             line = f"final evaluation on {e['test_images']:,} test images..."

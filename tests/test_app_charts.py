@@ -55,6 +55,18 @@ def test_fig6_panels_share_one_y_range():
     assert curves.error_range([]) == [0.0, 100.0]
 
 
+def test_a_history_evaluated_every_few_epochs_draws_its_test_points_where_they_are():
+    events = _history([(50, 55), (40, 45), (30, 33)])
+    for e in events[:2]:  # --eval-every 3: the first two epochs have no test figures
+        e["test_acc"] = e["test_loss"] = None
+    accuracy = curves.accuracy_figure(events)
+    assert list(accuracy.data[0].x) == [1, 2, 3] and list(accuracy.data[1].x) == [3]
+    assert list(accuracy.data[1].y) == [pytest.approx(67.0)]
+    errors = curves.error_figure([("ResNet-20", events)])
+    assert [list(t.x) for t in errors.data] == [[1, 2, 3], [3]]
+    assert curves.error_range([("ResNet-20", events)])[1] == pytest.approx(52.5)  # the train errors count too
+
+
 def test_every_figure_has_the_shared_look():
     events = [{"type": "step", "step": 1, "epoch": 0.5, "loss": 2.0, "lr": 0.1}, *_history([(50, 55)])]
     figures = [curves.loss_figure(events), curves.lr_figure(events), curves.accuracy_figure(events),

@@ -11,8 +11,8 @@ from resnet_demo.training.config import TrainConfig
 
 # Every setting away from its default, so that a conversion that drops or garbles one is seen.
 EVERYTHING = TrainConfig(depth=56, plain=True, shortcut="B", preset="paper", epochs=7, batch_size=96, lr=0.075,
-                         subset=960, test_subset=500, device="cpu", seed=3, compile=True, precision="fp32",
-                         checkpoint_minutes=2.5, flip_tta=True, data_dir="some/dir", download=False,
+                         subset=960, test_subset=500, eval_every=0, device="cpu", seed=3, compile=True,
+                         precision="fp32", checkpoint_minutes=2.5, flip_tta=True, data_dir="some/dir", download=False,
                          out="runs/x", resume=True)
 
 
@@ -49,6 +49,7 @@ def test_argument_lists_and_json_reproduce_the_settings():
     (dict(device="gpu"), "unsupported device 'gpu': use auto, cpu, cuda or cuda:N"),
     (dict(seed=-1), "seed must be a whole number, 0 or more"),
     (dict(checkpoint_minutes=float("nan")), "checkpoint minutes must be a number of minutes"),
+    (dict(eval_every=-1), "eval every must be a whole number, 0 or more, got -1"),
 ])
 def test_bad_settings_are_refused_with_the_settings_name(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -86,6 +87,28 @@ def test_event_stream_and_run_folder(tiny_run):
     assert metrics["test_accuracy"] == end["test_accuracy"] > 0.3  # synthetic classes are easy
     for f in ("config.json", "model.safetensors", "preds.npz", ckpt.FILENAME):
         assert (tiny_run / f).is_file(), f
+
+
+def test_the_test_curve_is_evaluated_only_where_asked_and_never_changes_the_training(tiny_run, synthetic_data_dir,
+                                                                                      tmp_path, capsys):
+    from resnet_demo.cli import ProgressPrinter
+
+    out = tmp_path / "r"
+    result = train(cfg(synthetic_data_dir, out, eval_every=2), listener=ProgressPrinter(quiet=True))
+    ref = {r["epoch"]: r for r in epoch_rows(read_events(tiny_run / "events.jsonl"))}
+    rows = epoch_rows(read_events(out / "events.jsonl"))
+    assert [(r["epoch"], r["test_loss"], r["test_acc"]) for r in rows] == [
+        (1, None, None), (2, ref[2]["test_loss"], ref[2]["test_acc"])]  # epoch 1 skipped, epoch 2 evaluated
+    assert [r["train_loss"] for r in rows] == [ref[1]["train_loss"], ref[2]["train_loss"]]
+    a, b = tensors(tiny_run / "model.safetensors"), tensors(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "skipping an evaluation changed the training"
+    assert result["test_accuracy"] == json.loads((tiny_run / "metrics.json").read_text())["test_accuracy"]
+    lines = capsys.readouterr().err.splitlines()
+    assert any(ln.startswith("epoch 1: train loss") and "test not evaluated (--eval-every)" in ln for ln in lines)
+    assert any(ln.startswith("epoch 2: train loss") and "test loss" in ln for ln in lines)
+    asked = [train_mod._evaluates(SimpleNamespace(cfg=cfg(synthetic_data_dir, out, eval_every=n)), epoch)
+             for n in (0, 1, 3) for epoch in range(4)]  # 0-based epochs
+    assert asked == [False] * 4 + [True] * 4 + [False, False, True, False]
 
 
 # ---------------------------------------------------------------- stop and resume
@@ -447,8 +470,8 @@ def test_one_cycle_shape(name):
     peak = max(range(total), key=lrs.__getitem__)
     assert peak == int(r.warmup * total) and math.isclose(lrs[peak], r.lr)
     assert math.isclose(lrs[0], 0.1 * r.lr)
-    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))          # linear warm-up
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))          # cosine decay
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1], strict=True))          # linear warm-up
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:], strict=False))          # cosine decay
     assert lrs[-1] < 1e-4 * r.lr and r.lr_at(total, total) == 0.0
     mid = peak + (total - peak) // 2
     assert math.isclose(lrs[mid], r.lr / 2, rel_tol=0.01)

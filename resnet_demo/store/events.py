@@ -24,7 +24,8 @@ Listener = Callable[[Event], None]
 #               (older histories may also hold momentum_restarted)
 #   step:       step, epoch (float, fractional), loss, acc, lr, images_per_s, eta_s, elapsed_s, total_steps
 #   epoch:      epoch, step, train_loss, train_acc, test_loss, test_acc, lr, elapsed_s, eta_s
-#   checkpoint: epoch, batch, step, path
+#               (test_loss and test_acc are null after an epoch whose test curve was not evaluated: --eval-every)
+#   checkpoint: epoch, batch, step, path; emitted once the file is on disk (it is written in the background)
 #   phase:      phase ("final_evaluation": the last step is done, the whole test set is being evaluated; "end"
 #               follows), step, test_images. Progress readers show it instead of a step count at its ETA of 0 s.
 #   end:        status ("completed" | "stopped" | "failed"), message, elapsed_s, step (completed: test_accuracy)

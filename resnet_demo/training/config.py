@@ -68,6 +68,9 @@ class TrainConfig:
                                   resume="same", metavar="N")
     test_subset: int | None = _setting(None, "per-epoch test curve on N test images (final eval uses all)",
                                        parse=int, check=_positive, metavar="N")
+    eval_every: int = _setting(1, "evaluate the per-epoch test curve after every N epochs (0: only the finished "
+                                  "run's final evaluation); it does not change the training", parse=int,
+                               check=_non_negative, metavar="N")
     device: str = _setting("auto", f"{DEVICE_NAMES} (auto: CUDA when present)", check=check_device_name)
     seed: int = _setting(0, "seeds the weights, the subset and the batches", parse=int, check=_non_negative,
                          resume="same")
@@ -209,9 +212,8 @@ def _check(f, value) -> None:
             meta["check"](value)
         except ValueError as e:
             message = str(e)
-            if message.startswith("must"):
-                message = f"{f.name.replace('_', ' ')} {message}"
-            raise ValueError(message) from None
+            named = f"{f.name.replace('_', ' ')} {message}" if message.startswith("must") else message
+            raise ValueError(named) from None
 
 
 def _arg_type(f):

@@ -5,8 +5,8 @@ spends most of the step waiting for the host (ResNet-20 at batch 512 on an H200:
 perhaps 2 ms is GPU work). A CUDA graph records the whole step once (forward, loss, backward, the SGD update,
 the BatchNorm statistics) and replays it with one launch. What changes from step to step lives in device
 tensors the graph reads: the batch, copied into static buffers, and the learning rate. Nothing in the step waits
-for the GPU: it returns the batch's loss and correct count as device tensors, which the loop adds up on the device
-and reads only when it reports.
+for the GPU: it returns the batch's loss and correct count as device tensors, which the loop adds up on the
+device and reads only when it reports.
 
 Why by hand rather than torch.compile(mode="reduce-overhead"): capture needs only torch.cuda.graph, stable since
 torch 1.10, costs a second instead of minutes of compilation per depth, and does not depend on the compiler
@@ -16,13 +16,19 @@ The update is torch.optim.SGD's (dampening 0, optional Nesterov, L2 weight decay
 with foreach ops so the learning rate can be a device tensor; torch's SGD reads a tensor lr back to the host.
 The momentum buffers are the optimizer's own, so checkpoints are the same whichever step wrote them.
 
-Capture needs CUDA and one process (a DDP gradient all-reduce is not captured). If capture or the check replay
-raises, the model and optimizer are put back exactly as they were and the eager step runs instead; make_step
-says which step runs and why, for the run's events and metrics.json.
+Capture needs CUDA and one process (a DDP gradient all-reduce is not captured). It runs with the run's device
+made current (torch.cuda.graph captures on a stream of the current device: for `--device cuda:1` with device 0
+current, the step's kernels would go to device 1's stream, outside the capture, and the graph would be empty).
+One check replay must then do a real step: change the weights and count one more batch in BatchNorm. If
+capture raises (its root cause is kept, not capture_end's consequential error, and the current stream is put
+back), or the check replay raises or changes nothing, the model and optimizer are put back exactly as they
+were and the eager step runs instead; make_step says which step runs and why, for the run's events and
+metrics.json.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +47,16 @@ Step = Callable[[torch.Tensor, torch.Tensor, float], "tuple[torch.Tensor, torch.
 
 class GraphCaptureError(RuntimeError):
     """Capture or the check replay failed; the model and optimizer are as they were before."""
+
+
+class PostUpdate(Protocol):
+    """Work captured into the step after the SGD update (a weight average, say): it must be capturable (device
+    tensors only, no host reads), and tensors() names every tensor it writes, so that the capture's warm-up and
+    check replay can put them back."""
+
+    def __call__(self) -> None: ...
+
+    def tensors(self) -> list[torch.Tensor]: ...
 
 
 def _forward_loss(model, x, y, recipe: Recipe, amp_dtype: torch.dtype | None):
@@ -71,9 +87,28 @@ def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list
 
 def cuda_capture(device: torch.device) -> Capture:
     def capture(fn: Callable[[], None]) -> Callable[[], None]:
+        if device.index is not None:
+            torch.cuda.set_device(device)  # the capture stream is the current device's: it must be the run's
+        stream = torch.cuda.current_stream(device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):  # the documented whole-network pattern: backward and optimizer inside
-            fn()
+        raised: list[BaseException] = []
+
+        def recorded() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                raised.append(e)
+                raise
+
+        try:
+            with torch.cuda.graph(graph):  # the documented whole-network pattern: backward and optimizer inside
+                recorded()
+        except Exception as e:
+            # A failure inside the capture makes capture_end raise too ("operation failed due to a previous
+            # error during capture"), and torch.cuda.graph then leaves its capture stream current.
+            torch.cuda.set_stream(stream)
+            root = raised[0] if raised else e
+            raise root.with_traceback(root.__traceback__) from None
         return graph.replay
 
     return capture
@@ -97,8 +132,9 @@ class GraphStep:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
                  amp_dtype: torch.dtype | None, batch_size: int, device: torch.device, capture: Capture | None = None,
-                 warmup_steps: int = WARMUP_STEPS):
+                 warmup_steps: int = WARMUP_STEPS, post_update: PostUpdate | None = None):
         self.model, self.recipe, self.amp_dtype = model, recipe, amp_dtype
+        self.post_update = post_update
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.x = torch.zeros(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
         self.y = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -109,15 +145,13 @@ class GraphStep:
         for p in created:
             optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self.bufs = [optimizer.state[p]["momentum_buffer"] for p in self.params]
-        kept = [*self.params, *model.buffers(), *self.bufs]
+        kept = [*self.params, *model.buffers(), *self.bufs, *(post_update.tensors() if post_update else ())]
         saved = [t.detach().clone() for t in kept]
         try:
             # The warm-up and the check replay are real steps on the zero batch; all they change is put back.
             _on_side_stream(self._body, warmup_steps, device)
             self.replay = (capture or cuda_capture(device))(self._body)
-            self.replay()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # an asynchronous fault of the replay surfaces here, not later
+            self._check_replay(device)
         except Exception as e:
             self._put_back(kept, saved)
             for p in created:
@@ -127,10 +161,29 @@ class GraphStep:
             raise GraphCaptureError(f"{type(e).__name__}: {e}") from e
         self._put_back(kept, saved)
 
+    def _check_replay(self, device: torch.device) -> None:
+        """One replay, which must do the step: an empty graph would pass any check that only asks whether
+        replaying raised. Raises GraphCaptureError saying what did not happen."""
+        counters = [b for name, b in self.model.named_buffers() if name.endswith("num_batches_tracked")]
+        weights = [p.detach().clone() for p in self.params]
+        counted = [c.detach().clone() for c in counters]
+        self.lr.fill_(self.recipe.lr or 0.1)  # lr 0 would leave the weights where they are
+        self.replay()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # an asynchronous fault of the replay surfaces here, not later
+        with torch.no_grad():  # one read each, on the device
+            moved = not weights or bool(torch.stack([(p != w).any() for p, w in zip(self.params, weights,
+                                                                                     strict=True)]).any())
+            ticked = not counters or bool((torch.stack(counters) == torch.stack(counted) + 1).all())
+        if not (moved and ticked):
+            missing = [what for what, ok in (("changed no weight", moved), ("counted no batch in BatchNorm", ticked))
+                       if not ok]
+            raise GraphCaptureError(f"the check replay {' and '.join(missing)}: the graph recorded no training step")
+
     @staticmethod
     @torch.no_grad()
     def _put_back(kept: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
-        for t, s in zip(kept, saved):
+        for t, s in zip(kept, saved, strict=True):
             t.copy_(s)  # in place: the graph holds these very tensors
 
     def _body(self) -> None:
@@ -142,6 +195,8 @@ class GraphStep:
         with torch.no_grad():
             sgd_update(self.params, [p.grad for p in self.params], self.bufs, self.lr, r.momentum, r.nesterov,
                        r.weight_decay)
+            if self.post_update is not None:
+                self.post_update()
             self.correct = (logits.argmax(1) == self.y).sum()
         self.loss = loss.detach()
 
@@ -172,13 +227,16 @@ def resolve_step(requested: str, device: torch.device, world: int, compiled: boo
 
 def make_step(requested: str, eager: Step, raw: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
               amp_dtype: torch.dtype | None, batch_size: int, device: torch.device, world: int, compiled: bool,
-              capture: Capture | None = None) -> tuple[Step, str, str | None]:
+              capture: Capture | None = None, post_update: PostUpdate | None = None) -> tuple[Step, str, str | None]:
     """(the step to train with, its path for the record, why not the graph): the captured graph where asked for
-    and possible, else `eager`; path is "cuda-graph", "eager" or "compiled"."""
+    and possible, else `eager`; path is "cuda-graph", "eager" or "compiled". `post_update`: see PostUpdate (the
+    eager step must then do the same work itself)."""
     kind, reason = resolve_step(requested, device, world, compiled)
     if kind == "graph":
         try:
-            return GraphStep(raw, optimizer, recipe, amp_dtype, batch_size, device, capture=capture), "cuda-graph", None
+            step = GraphStep(raw, optimizer, recipe, amp_dtype, batch_size, device, capture=capture,
+                             post_update=post_update)
+            return step, "cuda-graph", None
         except GraphCaptureError as e:
             reason = f"CUDA graph capture failed ({e})"
     return eager, "compiled" if compiled else "eager", reason

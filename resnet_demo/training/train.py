@@ -8,7 +8,8 @@ Read it top to bottom: train() prepares and guards a run (_prepare() checks the 
 anything is written); _setup() builds it (model, optimiser, the checkpoint it resumes); _loop() runs the epochs,
 each batch through the run's `step` (one optimisation step, chosen in _setup: eager, or on a GPU the whole step
 replayed as a CUDA graph, graph_step.py) and _after_step() (bookkeeping, progress, mid-epoch checkpoints);
-_end_epoch() evaluates, reports and checkpoints; _finish() evaluates the final weights and writes the record.
+_end_epoch() evaluates (every --eval-every epochs), reports and checkpoints (the file written on a background
+thread, checkpoint.CheckpointWriter); _finish() evaluates the final weights and writes the record.
 
 Run folder (`out`): config.json, events.jsonl, checkpoint.safetensors; when finished also
 model.safetensors, preds.npz and metrics.json (metrics.json last: its presence marks a finished run).
@@ -125,6 +126,7 @@ class Run:
     step: int = 0
     sums: torch.Tensor = None         # this epoch's loss sum, correct, count
     clock: Clock = field(default_factory=Clock)
+    writer: ckpt.CheckpointWriter = field(default_factory=ckpt.CheckpointWriter)  # checkpoints, off this thread
 
     @property
     def steps_per_epoch(self) -> int:
@@ -163,6 +165,8 @@ def train(cfg: TrainConfig, listener: Listener | None = None, should_stop: Calla
         return result
     except FAILURES as e:
         msg = _failure_message(e, recipe, out)
+        if run is not None:
+            msg = _settle_writer(run, msg)
     if world.is_main:
         emit({"type": "end", "status": "failed", "message": msg, "elapsed_s": time.time() - t0,
               "step": run.step if run else 0})
@@ -204,6 +208,16 @@ def _saved_config(out: Path) -> dict:
         return ckpt.read_state(out / ckpt.FILENAME).get("config", {})
     except WeightsError:
         return {}  # reported where the checkpoint is loaded, inside the run's error handling
+
+
+def _settle_writer(run: Run, msg: str) -> str:
+    """A failed run still waits for the checkpoint being written (so "the last good checkpoint is kept" holds
+    when the failure is reported); that write's own failure, if any, is added to the message."""
+    try:
+        _written(run, run.writer.wait())
+    except FAILURES as e:
+        return f"{msg}; also: {_failure_message(e, run.recipe, run.out)}"
+    return msg
 
 
 def _failure_message(e: BaseException, recipe: Recipe, out: Path) -> str:
@@ -321,6 +335,8 @@ def _after_step(run: Run, epoch: int, batch: int, lr: float, loss: torch.Tensor,
         errors = run.state.setdefault("warm_errors", [])
         errors.append(1.0 - correct.item() / n)
         run.state["warm_done"] = len(errors) >= 20 and sum(errors[-20:]) / 20 < WARMUP_110["until_train_error"]
+    if run.writer.busy:
+        _written(run, run.writer.poll())  # a background checkpoint write that ended: say so, or raise its error
     now = time.time()
     if run.world.is_main and (now - run.clock.last_emit >= EMIT_EVERY_S or batch == run.steps_per_epoch - 1):
         _emit_step(run, now, lr, loss.item(), correct.item() / n)
@@ -347,7 +363,7 @@ def _emit_step(run: Run, now: float, lr: float, loss: float, acc: float) -> None
 def _eta(run: Run) -> float | None:
     if run.clock.step_time is None:
         return None
-    evals_left = run.recipe.epochs - run.step // run.steps_per_epoch
+    evals_left = sum(_evaluates(run, e) for e in range(run.step // run.steps_per_epoch, run.recipe.epochs))
     return (run.total_steps - run.step) * run.clock.step_time + evals_left * run.clock.eval_time
 
 
@@ -361,13 +377,21 @@ def _check_finite(run: Run, value: float, what: str = "loss") -> None:
 # ---------------------------------------------------------------- end of an epoch, checkpoints, stop
 
 
+def _evaluates(run: Run, epoch: int) -> bool:
+    """Whether the test curve is evaluated after this epoch (0-based): every --eval-every epochs, never with 0
+    (the final evaluation of the finished run stays)."""
+    every = run.cfg.eval_every
+    return every > 0 and (epoch + 1) % every == 0
+
+
 def _end_epoch(run: Run, epoch: int) -> None:
     t_eval = time.time()
     totals = all_sum(run.sums.clone(), run.world).tolist()
     train_loss, train_acc = totals[0] / max(1, totals[2]), totals[1] / max(1, totals[2])
     _check_finite(run, train_loss)
-    test_loss, test_acc = _test_metrics(run)
-    run.clock.eval_time = time.time() - t_eval
+    test_loss, test_acc = _test_metrics(run) if _evaluates(run, epoch) else (None, None)
+    if test_acc is not None:
+        run.clock.eval_time = time.time() - t_eval
     run.clock.last_emit = time.time()  # the evaluation is not training time for the throughput figure
     run.emit({"type": "epoch", "epoch": epoch + 1, "step": run.step, "train_loss": train_loss, "train_acc": train_acc,
               "test_loss": test_loss, "test_acc": test_acc, "lr": run.recipe.lr_at(run.step - 1, run.total_steps),
@@ -394,24 +418,43 @@ def _test_metrics(run: Run) -> tuple[float, float]:
     return sums[0].item() / n, sums[1].item() / n
 
 
+def weights_magnitude(params) -> float:
+    """The sum of the weights' magnitudes, in one fused reduction and one read (not one per tensor): inf or nan
+    as soon as any weight is."""
+    params = [p.detach() for p in params]
+    return torch.stack(torch._foreach_norm(params, 1)).sum().item() if params else 0.0
+
+
 def _save(run: Run, epoch: int, batch: int) -> None:
-    """Checkpoint the run at (epoch, batch); rank 0 writes it, every rank restarts its checkpoint clock."""
+    """Checkpoint the run at (epoch, batch); rank 0 writes it, every rank restarts its checkpoint clock.
+
+    The state is copied here; the file is written on a background thread (CheckpointWriter), and its
+    'checkpoint' event is emitted once it is on disk, by whichever of _after_step, the next _save, _stopped or
+    _finish sees the write done first."""
     run.clock.last_save = time.time()
     if not run.world.is_main:
         return
     # a finite loss can still be followed by a step that made the weights inf: never checkpoint those
-    magnitude = sum(p.detach().abs().sum().item() for p in run.raw.parameters())
-    _check_finite(run, magnitude, "sum of the weights' magnitudes")
+    _check_finite(run, weights_magnitude(run.raw.parameters()), "sum of the weights' magnitudes")
     run.state.update(epoch=epoch, batch=batch, step=run.step, elapsed_s=run.clock.elapsed(), sums=run.sums.tolist(),
                      warm_errors=run.state.get("warm_errors", [])[-20:])
     path = run.out / ckpt.FILENAME
-    ckpt.save_checkpoint(path, run.raw, run.optimizer, run.state)
-    run.emit({"type": "checkpoint", "epoch": epoch, "batch": batch, "step": run.step, "path": str(path)})
+    _written(run, run.writer.wait())  # one write at a time, in order
+    snap = ckpt.snapshot(run.raw, run.optimizer, run.state)
+    run.writer.submit(path, snap, {"type": "checkpoint", "epoch": epoch, "batch": batch, "step": run.step,
+                                   "path": str(path)})
+
+
+def _written(run: Run, event: dict | None) -> None:
+    """The 'checkpoint' event of a write now on disk (None: nothing finished)."""
+    if event is not None:
+        run.emit(event)
 
 
 def _stopped(run: Run, epoch: int, batch: int) -> dict:
     _check_finite(run, all_sum(run.sums[:1].clone(), run.world).item())  # the loss is only checked now and then
     _save(run, epoch, batch)
+    _written(run, run.writer.wait())
     end = {"type": "end", "status": "stopped", "step": run.step, "elapsed_s": run.clock.elapsed(),
            "message": f"stopped at step {run.step}; resume with --resume --out {run.out}"}
     run.emit(end)
@@ -424,6 +467,7 @@ def _stopped(run: Run, epoch: int, batch: int) -> dict:
 def _finish(run: Run) -> dict:
     """Final single-view evaluation on the whole test set; weights, predictions, then metrics.json last."""
     wall, arch, test = run.clock.elapsed(), run.cfg.arch, run.data.test
+    _written(run, run.writer.wait())  # the last checkpoint: on disk, and its event out, before the final phase
     run.emit({"type": "phase", "phase": "final_evaluation", "step": run.step, "test_images": len(test)})
     result = evaluate(run.raw, test, run.device, flip_tta=run.cfg.flip_tta)
     sha = save_model(run.out / "model.safetensors", run.raw, arch)

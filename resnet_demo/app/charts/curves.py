@@ -60,11 +60,12 @@ def lr_figure(events: list[dict], height: int = 220) -> go.Figure:
 def accuracy_figure(events: list[dict]) -> go.Figure:
     rows = epoch_rows(events)
     x = [r["epoch"] for r in rows]
+    tested = _tested(rows, "test_acc")  # a run evaluated every N epochs (--eval-every) has test points at those
     fig = go.Figure([
         go.Scatter(x=x, y=[100 * r["train_acc"] for r in rows], mode="lines+markers", name="train",
                    line=dict(color=PALETTE[0], dash="dash")),
-        go.Scatter(x=x, y=[100 * r["test_acc"] for r in rows], mode="lines+markers", name="test",
-                   line=dict(color=PALETTE[1])),
+        go.Scatter(x=[r["epoch"] for r in tested], y=[100 * r["test_acc"] for r in tested], mode="lines+markers",
+                   name="test", line=dict(color=PALETTE[1])),
     ])
     fig = _live(fig, "Accuracy (per epoch)", "accuracy (%)")
     if len(x) == 1:
@@ -72,8 +73,17 @@ def accuracy_figure(events: list[dict]) -> go.Figure:
     return fig
 
 
+def _tested(rows: list[dict], key: str) -> list[dict]:
+    """The rows that hold `key`: every epoch has train figures, test figures only where they were evaluated."""
+    return [r for r in rows if r.get(key) is not None]
+
+
+def _epochs_of(events: list[dict], key: str) -> list[int]:
+    return [r["epoch"] for r in _tested(epoch_rows(events), key)]
+
+
 def _errors(events: list[dict], key: str) -> list[float]:
-    return [100 * (1 - r[key]) for r in epoch_rows(events)]
+    return [100 * (1 - r[key]) for r in _tested(epoch_rows(events), key)]
 
 
 def error_range(*groups: list[History]) -> list[float]:
@@ -90,12 +100,13 @@ def error_figure(histories: list[History], title: str = "Training (dashed) and t
     """The paper's Fig. 6 style: one colour per run, training error dashed, test error solid, vs epoch."""
     traces = []
     for i, (label, events) in enumerate(histories):
-        x = [r["epoch"] for r in epoch_rows(events)]
         color = PALETTE[i % len(PALETTE)]
         if train:
+            x = _epochs_of(events, "train_acc")
             traces.append(go.Scatter(x=x, y=_errors(events, "train_acc"), mode=_mode(x), name=f"{label} train",
                                      legendgroup=label, line=dict(color=color, dash="dash", width=1.6)))
         if test:
+            x = _epochs_of(events, "test_acc")
             traces.append(go.Scatter(x=x, y=_errors(events, "test_acc"), mode=_mode(x), name=f"{label} test",
                                      legendgroup=label, line=dict(color=color, width=2.2)))
     fig = style(go.Figure(traces), height, title, "epoch", "error (%)", legend="right")

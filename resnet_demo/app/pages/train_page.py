@@ -223,7 +223,8 @@ def _job_header(run: jobs.RunStatus) -> None:
         c = st.columns(4)
         c[0].metric("Epoch", f"{end_epoch['epoch']}")
         c[1].metric("Train accuracy", f"{100 * end_epoch['train_acc']:.1f}%")
-        c[2].metric("Test accuracy", f"{100 * end_epoch['test_acc']:.1f}%")
+        tested = end_epoch.get("test_acc") is not None  # a run may evaluate every N epochs only (--eval-every)
+        c[2].metric("Test accuracy", f"{100 * end_epoch['test_acc']:.1f}%" if tested else "not evaluated")
         c[3].metric("Elapsed", _duration(end_epoch["elapsed_s"]))
 
 
