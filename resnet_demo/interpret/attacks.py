@@ -205,11 +205,19 @@ class Fooled:
 
     original: torch.Tensor  # (1, 3, 32, 32) in [0, 1]
     adversarial: torch.Tensor
-    probs_before: torch.Tensor  # (10,)
-    probs_after: torch.Tensor
+    logits_before: torch.Tensor  # (10,)
+    logits_after: torch.Tensor
     reference: int  # the class an untargeted attack moved away from
     settings: Settings
     seconds: float
+
+    @property
+    def probs_before(self) -> torch.Tensor:
+        return F.softmax(self.logits_before.float(), dim=0)
+
+    @property
+    def probs_after(self) -> torch.Tensor:
+        return F.softmax(self.logits_after.float(), dim=0)
 
     @property
     def perturbation(self) -> torch.Tensor:
@@ -236,8 +244,17 @@ class Fooled:
 
 
 @torch.no_grad()
-def _probs(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return F.softmax(net(x).float(), dim=1)
+def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return net(x).float()
+
+
+def scores(model: nn.Module, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+    """The logits (N, 10) of (N, 32, 32, 3) uint8 images: where they sit in the classifier's space."""
+    net = pixel_model(model)
+    device = next(model.parameters()).device
+    out = [_logits(net, to_pixels(images[i:i + batch_size]).to(device)).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def fool(model: nn.Module, image: np.ndarray, settings: Settings, reference: int | None = None,
@@ -247,12 +264,12 @@ def fool(model: nn.Module, image: np.ndarray, settings: Settings, reference: int
     settings.validate()
     net = pixel_model(model)
     x = to_pixels(image).to(next(model.parameters()).device)
-    before = _probs(net, x)[0]
+    before = _logits(net, x)[0]
     reference = int(before.argmax()) if reference is None else int(reference)
     start = time.perf_counter()
     adv = attack_pixels(net, x, reference, settings, on_step)
     seconds = time.perf_counter() - start
-    return Fooled(x.cpu(), adv.cpu(), before.cpu(), _probs(net, adv)[0].cpu(), reference, settings, seconds)
+    return Fooled(x.cpu(), adv.cpu(), before.cpu(), _logits(net, adv)[0].cpu(), reference, settings, seconds)
 
 
 def smallest_eps(model: nn.Module, image: np.ndarray, settings: Settings, reference: int | None = None,
@@ -266,7 +283,7 @@ def smallest_eps(model: nn.Module, image: np.ndarray, settings: Settings, refere
         raise AttackError(f"the search goes up to an ε of 1 to {EPS_MAX}, got {eps_max!r}")
     net = pixel_model(model)
     x = to_pixels(image).to(next(model.parameters()).device)
-    reference = int(_probs(net, x)[0].argmax()) if reference is None else int(reference)
+    reference = int(_logits(net, x)[0].argmax()) if reference is None else int(reference)
     target = settings.target
 
     def attack(inputs: torch.Tensor, eps: int) -> torch.Tensor:
