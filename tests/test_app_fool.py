@@ -70,7 +70,7 @@ def test_an_fgsm_attack_on_a_test_image(weights):
     at = fool_page()
     ok(at)
     shown = captions(at)
-    assert shown[0].startswith("Original") and shown[1].startswith("The change, ×32") and "−4 and +4" in shown[1]
+    assert shown[0].startswith("Original") and shown[1].startswith("The change, ×32") and "±4/255" in shown[1]
     assert shown[2] == "Attacked, at true scale (FGSM, ε = 4/255)"
     assert "Fooled." in markdown(at) or "Not fooled" in markdown(at)
     assert at.query_params["attack"] == "fgsm" and at.query_params["eps"] == "4"

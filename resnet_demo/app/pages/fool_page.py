@@ -154,8 +154,8 @@ def _show_attack(entry: ModelEntry, chosen: inputs.Chosen, f: Fooled) -> None:
     cols = st.columns(3, gap="small")
     cols[0].image(upscale(chosen.small, SIZE), width="stretch", caption="Original: what the network sees (32×32)")
     cols[1].image(upscale(picture, SIZE), width="stretch",
-                  caption=(f"The change, ×{factor:.0f}: grey is none, black and white are −{eps:g} and +{eps:g} "
-                           f"out of 255" if eps > 0 else "No change at ε = 0"))
+                  caption=(f"The change, ×{factor:.0f}: grey is none, a full colour is ±{eps:g}/255 in that "
+                           f"channel" if eps > 0 else "No change at ε = 0"))
     cols[2].image(upscale(attacks.to_uint8(f.adversarial), SIZE), width="stretch",
                   caption=f"Attacked, at true scale ({f.settings.describe()})")
     st.markdown(_verdict(entry, f))
@@ -308,6 +308,7 @@ def _depth_summary(series: list[dict]) -> str:
 
 
 def _depth_view() -> None:
+    st.subheader("Accuracy under attack, model by model")
     try:
         table = robustness.read_table()
     except ValueError as e:
