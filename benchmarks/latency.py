@@ -3,7 +3,9 @@
 - prediction: images.load_input (decode, crop, resize, normalise an uploaded photo) + inference.probabilities;
 - attribution: explain.attribute (the app's entry point, private model copy included) for every method;
 - evaluation: evaluate.evaluate on the 10,000 test images (what `ship` and `evaluate` run), and ResNet-110's
-  speed at the CPU's evaluation batch against a 1000-image batch.
+  speed at the CPU's evaluation batch against a 1000-image batch;
+- attack: attacks.fool (what the Fool-it page runs) with FGSM and with PGD, 10 steps, on ResNet-110, with one
+  torch thread (the app server's setting) and with all of them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .common import Row, Workspace, median_time, skipped, synthetic_photo
 PREDICT_TARGET_MS = 30.0   # ResNet-56
 IG_TARGET_S = 0.5
 IG_STEPS = 50
+FGSM_TARGET_S = 0.5  # ResNet-110, one image
 PHOTO_SIZE = (1024, 768)
 
 
@@ -43,10 +46,12 @@ def predict_rows(ws: Workspace, quick: bool, log) -> list[Row]:
     for depth in PRESET_DEPTHS:
         model = models[depth]
         log(f"  predict ResNet-{depth} ({n} repeats) ...")
-        total_s, samples = median_time(lambda: probabilities(model, load_input(photo, "upload.jpg")[0]), n, warmup=3)
-        net_s, _ = median_time(lambda: probabilities(model, x), n, warmup=1)
+        total_s, samples = median_time(lambda m=model: probabilities(m, load_input(photo, "upload.jpg")[0]), n,
+                                       warmup=3)
+        net_s, _ = median_time(lambda m=model: probabilities(m, x), n, warmup=1)
         target = f"<= {PREDICT_TARGET_MS:g} ms" if depth == 56 else ""
-        rows.append(Row(f"predict.r{depth}", f"CPU prediction of one uploaded image, ResNet-{depth}", 1000 * total_s, "ms",
+        rows.append(Row(f"predict.r{depth}", f"CPU prediction of one uploaded image, ResNet-{depth}", 1000 * total_s,
+                        "ms",
                         target, (1000 * total_s <= PREDICT_TARGET_MS) if depth == 56 else None,
                         f"median of {n}; {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG: decode+resize {1000 * decode_s:.1f} ms, "
                         f"network {1000 * net_s:.1f} ms; {note}", extra={"samples_s": samples}))
@@ -73,7 +78,8 @@ def explain_rows(ws: Workspace, depths: list[int], quick: bool, log) -> list[Row
         for key, method in explain.METHODS.items():
             options = {"n_steps": IG_STEPS} if key == "ig" else {}
             log(f"  explain ResNet-{depth} {key} ({n} repeats) ...")
-            wall_s, samples = median_time(lambda: explain.attribute(model, x, key, target=0, **options), n, warmup=1)
+            wall_s, samples = median_time(lambda m=model, k=key, o=options: explain.attribute(m, x, k, target=0, **o),
+                                          n, warmup=1)
             is_ig = key == "ig"
             rows.append(Row(f"explain.r{depth}.{key}", f"CPU {method.label}, ResNet-{depth}, one image", wall_s, "s",
                             f"<= {IG_TARGET_S:g} s" if is_ig else "", (wall_s <= IG_TARGET_S) if is_ig else None,
@@ -108,4 +114,31 @@ def evaluate_rows(ws: Workspace, quick: bool, log) -> list[Row]:
     for batch in (eval_batch_size("cpu"), 1000):
         rows.append(row(f"eval.cpu.r110.b{batch}", 110, part, batch,
                         f"CPU evaluation of {len(part):,} test images, ResNet-110, batch {batch}"))
+    return rows
+
+
+def attack_rows(ws: Workspace, quick: bool, log) -> list[Row]:
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.interpret.attacks import Settings, fool
+
+    models, note = _models(ws)
+    data_dir, data_note = ws.data_dir()
+    image = load_cifar10(str(data_dir)).test.images[0]
+    threads = torch.get_num_threads()
+    rows = []
+    for name, settings, n in (("fgsm", Settings("fgsm", 4.0), 3 if quick else 20),
+                              ("pgd", Settings("pgd", 4.0), 1 if quick else 5)):
+        for t in sorted({1, threads}):
+            torch.set_num_threads(t)
+            log(f"  {settings.describe()} ResNet-110, {t} thread(s) ({n} repeats) ...")
+            try:
+                wall_s, samples = median_time(lambda s=settings: fool(models[110], image, s), n, warmup=1)
+            finally:
+                torch.set_num_threads(threads)
+            is_fgsm = name == "fgsm"
+            rows.append(Row(f"attack.r110.{name}.t{t}", f"CPU {settings.method()}, ResNet-110, one image, {t} "
+                            f"thread{'s' if t > 1 else ''}", wall_s, "s", f"<= {FGSM_TARGET_S:g} s" if is_fgsm else "",
+                            (wall_s <= FGSM_TARGET_S) if is_fgsm else None,
+                            f"attacks.fool() wall time (the clean and attacked forward passes included), eps 4/255, "
+                            f"median of {n}; {data_note}; {note}", extra={"samples_s": samples, "threads": t}))
     return rows

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .common import Row, Workspace, fmt, machine
 
-GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict", "explain", "evaluate")
+GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict", "explain", "evaluate", "attack")
 
 
 def _depths(text: str) -> list[int]:
@@ -62,7 +62,7 @@ def print_table(rows: list[Row], out=sys.stdout) -> None:
              for r in rows]
     widths = [max(len(header[i]), *(len(c[i]) for c in cells)) if cells else len(header[i]) for i in range(5)]
     line = lambda c: "  ".join(str(v).ljust(w) if i != 1 else str(v).rjust(w)  # noqa: E731
-                               for i, (v, w) in enumerate(zip(c[:5], widths))) + "  " + c[5]
+                               for i, (v, w) in enumerate(zip(c[:5], widths, strict=True))) + "  " + c[5]
     print(line(header), file=out)
     print("  ".join("-" * w for w in widths) + "  " + "-" * 5, file=out)
     for c in cells:
@@ -106,6 +106,8 @@ def run_groups(args, ws: Workspace, log) -> list[Row]:
         section("explain", lambda: latency.explain_rows(ws, args.explain_depths, args.quick, log))
     if "evaluate" in chosen:
         section("evaluate", lambda: latency.evaluate_rows(ws, args.quick, log))
+    if "attack" in chosen:
+        section("attack", lambda: latency.attack_rows(ws, args.quick, log))
     if "classroom" in chosen:  # last: the long one
         section("classroom", lambda: accuracy.cpu_classroom_row(ws, log))
     return rows
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     print(describe_machine(before), flush=True)
     if args.quick:
-        print("--quick: small step counts and repeats; these numbers check the script, they are not results", flush=True)
+        print("--quick: small step counts and repeats; these numbers check the script, they are not results",
+              flush=True)
     ws = Workspace(args.data_dir)
     print(f"data: {ws.real_data or 'no real CIFAR-10 found (stand-in data for speed rows; accuracy rows skip)'}\n",
           flush=True)

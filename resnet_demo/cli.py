@@ -416,6 +416,8 @@ def _measure_model(entry, device, images, labels, data: str, args, table) -> dic
     for eps in [0.0] + [e for e in args.eps if e > 0]:
         settings = Settings(args.attack, eps, args.steps, args.step_fraction)
         row = robustness.row_for(entry.name, info["sha256"], settings, len(images), pixels_sha, data)
+        if args.out:  # read afresh: another run may be filling the same table
+            table = robustness.read_table(Path(args.out)) or robustness.new_table()
         done = robustness.find(table, row) if table is not None else None
         earlier = done is not None
         if not earlier:

@@ -40,7 +40,7 @@ COMMANDS = _commands()
 COVERED = ("pip install -r requirements.txt", "streamlit run streamlit_app.py", "python -m pytest",
            "python -m resnet_demo models", "python -m resnet_demo info", "python -m resnet_demo predict",
            "python -m resnet_demo evaluate", "python -m resnet_demo download", "python -m resnet_demo export",
-           "python -m resnet_demo train")  # what the tests below run
+           "python -m resnet_demo train", "python -m resnet_demo robustness")  # what the tests below run
 
 
 def _command(prefix: str) -> str:
@@ -144,6 +144,13 @@ def test_evaluate_without_the_full_set_uses_the_builtin_test_images(laptop):
     out = _run(_command("python -m resnet_demo evaluate"), laptop)
     assert out.returncode == 0, out.stderr
     assert "on 1,000 images" in out.stdout and "built-in 1,000-image test subset" in out.stdout
+
+
+def test_robustness_without_the_full_set_says_it_uses_the_builtin_test_images(laptop):
+    out = _run(_command("python -m resnet_demo robustness"), laptop)
+    assert out.returncode == 0, out.stderr
+    assert "PGD, 10 steps of eps/4 · the first 100 of 1,000 test images (the built-in subset)" in out.stdout
+    assert "eps =    2/255" in out.stdout and "built-in 1,000-image test subset" in out.stderr
 
 
 def test_download_offline_says_how_to_get_the_data(laptop):
