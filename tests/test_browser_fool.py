@@ -1,7 +1,8 @@
 """The Fool-it page in a real browser (`streamlit run` + headless Chromium), one server for the whole file: an FGSM
 attack on a test image draws the original, the change and the attacked image with both top fives; PGD shows its
-steps; the views below open. Screenshots as in test_browser.py (docs/screenshots/fool.png is taken with
-RESNET_DEMO_SCREENSHOT_WEIGHTS=weights and RESNET_DEMO_SCREENSHOT_DATA=<real CIFAR-10 dir>)."""
+steps and searches on a click; the views below open. Screenshots as in test_browser.py: docs/screenshots/fool.png
+(the depth view) is taken with RESNET_DEMO_SCREENSHOT_WEIGHTS=weights and RESNET_DEMO_SCREENSHOT_DATA=<real
+CIFAR-10 dir>."""
 from __future__ import annotations
 
 import pytest
@@ -46,7 +47,7 @@ def test_fool_page_attacks_a_test_image(page, app):  # noqa: F811
         bars = page.locator(CHART).nth(i).inner_text()
         assert sum(c in bars for c in CLASSES) == 5, bars
     assert "smallest ε that fools it" in page.locator(CHART).nth(2).inner_text()
-    screenshot(page, "fool")
+    screenshot(page, "fool-fgsm")
 
 
 def test_pgd_and_the_views(page, app):  # noqa: F811
@@ -55,10 +56,17 @@ def test_pgd_and_the_views(page, app):  # noqa: F811
     _wait_for_attack(page, "PGD, 10 steps of ε/4, ε = 4/255")
     assert "attack=pgd" in page.url and "eps=4" in page.url
     assert_no_error(page, app)
-    for view, expect in (("What it looks at", "Attacked: why"), ("Where it lands", "Each dot is a test image"),
-                         ("Does depth help?", "Accuracy under attack, model by model")):
+    assert page.locator(CHART).count() == 2  # PGD's search over eps waits for its button
+    page.get_by_role("button", name="Search 1 model").click()
+    page.locator(CHART).nth(2).wait_for(timeout=LONG)
+    settle(page)
+    assert "smallest ε that fools it" in page.locator(CHART).nth(2).inner_text()
+    for view, expect, name in (("What it looks at", "Attacked: why", "explain"),
+                               ("Where it lands", "Each dot is a test image", "lands"),
+                               ("Does depth help?", "Accuracy under attack, model by model", "depth")):
         page.locator('[data-testid="stMain"] [data-testid="stButtonGroup"] button').filter(has_text=view).click()
         page.get_by_text(expect, exact=False).first.wait_for(timeout=LONG)
         settle(page)
         assert_no_error(page, app)
-    screenshot(page, "fool-depth")
+        assert f"view={name}" in page.url
+        screenshot(page, "fool" if name == "depth" else f"fool-{name}")  # fool.png: the README's
