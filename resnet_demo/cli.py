@@ -394,10 +394,10 @@ def _robustness_command(args, settings) -> str:
         bits.append(f"--images {args.images}")
     if args.data_dir:
         bits.append("--data-dir DIR")
-    return " ".join(bits + [f"--out {Path(args.out).name if Path(args.out).parent.name == 'weights' else args.out}"])
+    return " ".join(bits + [f"--out {Path(args.out).name if Path(args.out).is_absolute() else args.out}"])
 
 
-def _measure_model(entry, device, images, labels, data: str, args, table) -> dict:
+def _measure_model(entry, device, images, labels, data: str, args) -> dict:
     """Clean accuracy, then each eps, for one model; each cell goes into the --out table as soon as it is known."""
     from tqdm import tqdm
 
@@ -408,24 +408,23 @@ def _measure_model(entry, device, images, labels, data: str, args, table) -> dic
 
     model = entry.load(device)
     info = {"label": entry.label, "sha256": sha256_file(entry.weights), **entry.arch.to_dict()}
-    base = Settings(args.attack, 0.0, args.steps, args.step_fraction).validate()
-    pixels_sha = pixels_sha256(images)
-    out = {"model": entry.name, "label": entry.label, "sha256": info["sha256"], **base.record(),
-           "images": len(images), "data": data, "results": []}
+    test_images = {"sha256": pixels_sha256(images), "data": data}
+    out = {"model": entry.name, "label": entry.label, "sha256": info["sha256"],
+           **Settings(args.attack, 1.0, args.steps, args.step_fraction).record(), "images": len(images),
+           "data": data, "results": []}
     out.pop("eps"), out.pop("target")
     for eps in [0.0] + [e for e in args.eps if e > 0]:
         settings = Settings(args.attack, eps, args.steps, args.step_fraction)
-        row = robustness.row_for(entry.name, info["sha256"], settings, len(images), pixels_sha, data)
-        if args.out:  # read afresh: another run may be filling the same table
-            table = robustness.read_table(Path(args.out)) or robustness.new_table()
-        done = robustness.find(table, row) if table is not None else None
+        row = robustness.row_for(entry.name, settings, len(images))
+        table = (robustness.read_table(Path(args.out)) or robustness.new_table()) if args.out else None
+        done = robustness.find(table, row, info["sha256"], test_images) if table is not None else None
         earlier = done is not None
         if not earlier:
             what = f"{entry.label} clean" if eps == 0 else f"{entry.label} {settings.describe()}"
             with tqdm(total=len(images), desc=what, unit="img", file=sys.stderr, disable=None, leave=False) as bar:
                 done = {**row, **robust_accuracy(model, images, labels, settings, on_batch=bar.update)}
-            if table is not None:
-                table = robustness.save_row(Path(args.out), done, info, _robustness_command(args, settings))
+            if args.out:  # read afresh under a lock: another run may be filling the same table
+                robustness.save_row(Path(args.out), done, info, test_images, _robustness_command(args, settings))
         if eps == 0:
             out["clean"] = done["accuracy"]
         if eps in args.eps:
@@ -464,12 +463,11 @@ def cmd_robustness(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     device = resolve_device(args.device)
     torch_tf32_off()
-    table = None
     if args.out:
-        table = robustness.read_table(Path(args.out)) or robustness.new_table()
+        robustness.read_table(Path(args.out))  # a file that is not a table fails before any work
     data = "builtin" if note else "full"
     for entry in entries:
-        out = _measure_model(entry, device, test.images[:n], test.labels[:n], data, args, table)
+        out = _measure_model(entry, device, test.images[:n], test.labels[:n], data, args)
         if args.json:
             print(json.dumps(out), flush=True)
         else:

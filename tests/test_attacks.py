@@ -202,21 +202,26 @@ def test_the_app_can_cap_steps_and_eps_lower():
 def test_table_rows_merge_resume_and_chart(tmp_path):
     path = tmp_path / "robustness.json"
     info = {"label": "ResNet-8", "sha256": "ab" * 32}
+    first = {"sha256": "cd" * 32, "data": "full"}
     rows = []
     for attack, eps, acc in (("fgsm", 0.0, 0.9), ("fgsm", 2.0, 0.5), ("fgsm", 1.0, 0.6), ("pgd", 2.0, 0.2)):
-        row = robustness.row_for("r8", info["sha256"], Settings(attack, eps), 100, "cd" * 32, "full")
+        row = robustness.row_for("r8", Settings(attack, eps), 100)
         rows.append({**row, "correct": int(acc * 100), "accuracy": acc, "seconds": 1.0})
-        robustness.save_row(path, rows[-1], info, f"cmd {attack}")
+        robustness.save_row(path, rows[-1], info, first, f"cmd {attack}")
     table = robustness.read_table(path)
     assert len(table["results"]) == 4 and table["commands"] == ["cmd fgsm", "cmd pgd"]
-    assert robustness.find(table, robustness.row_for("r8", info["sha256"], Settings("fgsm", 2.0), 100, "cd" * 32,
-                                                     "full"))["accuracy"] == 0.5
-    assert robustness.find(table, robustness.row_for("r8", "00" * 32, Settings("fgsm", 2.0), 100, "cd" * 32,
-                                                     "full")) is None  # another file: measured again
-    robustness.save_row(path, {**rows[1], "accuracy": 0.55}, info, "cmd fgsm")  # the same cell replaces
+    assert len(path.read_text().splitlines()) < 40  # one result a line: a few kB for a whole table
+    cell = robustness.row_for("r8", Settings("fgsm", 2.0), 100)
+    assert robustness.find(table, cell, info["sha256"], first)["accuracy"] == 0.5
+    assert robustness.find(table, cell, "00" * 32, first) is None  # another model file: measured again
+    assert robustness.find(table, cell, info["sha256"], {**first, "sha256": "ee" * 32}) is None  # other images
+    robustness.save_row(path, {**rows[1], "accuracy": 0.55}, info, first, "cmd fgsm")  # the same cell replaces
     series = {s["attack"]: s for s in robustness.table_series(robustness.read_table(path))}
     assert series["fgsm"]["eps"] == [0.0, 1.0, 2.0] and series["fgsm"]["accuracy"] == [0.9, 0.6, 0.55]
     assert series["pgd"]["eps"] == [0.0, 2.0] and series["pgd"]["steps"] == 10 and series["pgd"]["label"] == "ResNet-8"
+    assert series["pgd"]["data"] == "full"
+    robustness.save_row(path, rows[1], {**info, "sha256": "99" * 32}, first, "cmd fgsm")  # a new file of the model
+    assert [r["eps"] for r in robustness.read_table(path)["results"]] == [2.0]  # its old cells are gone
     path.write_text("{not json")
     with pytest.raises(ValueError, match="could not be read"):
         robustness.read_table(path)

@@ -68,7 +68,11 @@ def test_the_table_is_written_cell_by_cell_and_resumes(capsys, synthetic_data_di
     assert "eps =    2/255" in first and "recorded in" in first
     table = json.loads(out_file.read_text())
     assert [(r["attack"], r["eps"]) for r in table["results"]] == [("none", 0.0), ("fgsm", 2.0)]
-    assert table["models"]["resnet20-e100"]["sha256"] == table["results"][0]["sha256"]
+    from resnet_demo.base.storage import sha256_file
+    from resnet_demo.store.registry import resolve
+
+    assert table["models"]["resnet20-e100"]["sha256"] == sha256_file(resolve("resnet20-e100").weights)
+    assert list(table["test_images"]) == ["10"] and table["test_images"]["10"]["data"] == "full"
     assert table["commands"][0].startswith("python -m resnet_demo robustness --model resnet20-e100 --attack fgsm")
     assert "--data-dir DIR" in table["commands"][0] and str(synthetic_data_dir) not in out_file.read_text()
     assert main(["robustness", *args]) == 0
