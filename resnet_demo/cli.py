@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors")
     p.add_argument("--out", help="the file to write (default: NAME.safetensors or NAME.onnx here)")
 
+    _add_robustness_parser(sub)
+    return parser
+
+
+def _add_robustness_parser(sub) -> None:
     p = sub.add_parser("robustness", help="accuracy under adversarial attack (FGSM or PGD) on the first N test images "
                                           "(without the full set: on the built-in test subset)")
     p.add_argument("--model", help="a model name (see `models`) or a .safetensors file, several separated by commas, "
@@ -97,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also record each result in this table (e.g. weights/robustness.json); a cell already "
                                  "there with the same model file and settings is not measured again")
     p.add_argument("--json", action="store_true", help="one JSON line per model")
-    return parser
 
 
 def _eps_list(text: str) -> list[float]:
