@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MANIFEST = read_manifest(ROOT / "weights")  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says
 MODELS, RETIRED = MANIFEST["models"], MANIFEST.get("retired", {})
+ROBUSTNESS = json.loads((ROOT / "weights" / "robustness.json").read_text())
 
 
 def _commands() -> list[str]:
@@ -237,3 +238,17 @@ def test_results_page_keeps_the_figures_of_retired_models(name):
     cells = _row(entry, ROOT / "docs" / "RESULTS.md")
     assert f"{100 * (1 - figures['test_accuracy']):.2f} % ({100 * figures['test_accuracy']:.2f} % accuracy)" in cells
     assert f"{100 * (1 - figures['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
+
+
+@pytest.mark.parametrize("name", sorted(ROBUSTNESS["models"]))
+def test_readme_attack_row_matches_the_shipped_table(name):
+    """The README's table of accuracy under attack says what weights/robustness.json says."""
+    acc = {(r["attack"], r["eps"], r["images"]): r["accuracy"] for r in ROBUSTNESS["results"] if r["model"] == name}
+    first = f"{ROBUSTNESS['models'][name]['label']} (`{name}`)"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in README.read_text().splitlines()
+            if line.startswith(f"| {first} |")]
+    (cells,) = [r for r in rows if len(r) == 10]
+    pct = lambda a: f"{100 * a:.1f}"  # noqa: E731
+    assert cells[1] == f"{pct(acc['none', 0.0, 1000])} / {pct(acc['none', 0.0, 500])}"
+    assert cells[2:6] == [pct(acc["fgsm", e, 1000]) for e in (1.0, 2.0, 4.0, 8.0)], cells
+    assert cells[6:10] == [pct(acc["pgd", e, 500]) for e in (1.0, 2.0, 4.0, 8.0)], cells
