@@ -170,3 +170,21 @@ def test_the_search_takes_at_most_three_other_models(weights, app_env, tiny_run,
     at.run()
     ok(at)
     assert "Search 3 models" in [b.label for b in at.button]
+
+
+def test_an_uploaded_photo_is_attacked_away_from_the_networks_own_answer(weights):
+    import io
+
+    from PIL import Image
+
+    at = fool_page()
+    at.radio(key="fool_source").set_value("Upload").run()
+    buf = io.BytesIO()
+    Image.new("RGB", (90, 60), (200, 80, 40)).save(buf, "PNG")
+    at.file_uploader(key="fool_upload").set_value(("my photo.png", buf.getvalue(), "image/png")).run()
+    ok(at)
+    assert any(c.startswith("Attacked, at true scale") for c in captions(at))
+    assert any("An upload has no true class" in c.value for c in at.caption)
+    at.file_uploader(key="fool_upload").set_value(("broken.png", b"not an image", "image/png")).run()
+    assert_clean(at)
+    assert any("not an image" in e.value for e in at.error)
