@@ -40,7 +40,7 @@ VIEWS = {"smallest": "Smallest ε, model by model", "explain": "What it looks at
 _RESULTS = "fool.results"  # session cache: attacks, searches and maps already computed
 
 
-def _remembered(key: str, compute, limit: int = 48):
+def _remembered(key: tuple, compute, limit: int = 48):
     cache: dict = st.session_state.setdefault(_RESULTS, {})
     if key not in cache:
         cache[key] = compute()
