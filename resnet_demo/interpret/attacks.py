@@ -201,7 +201,7 @@ def attack_pixels(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | int, s
 
 @dataclass(frozen=True)
 class Fooled:
-    """One image attacked: the pixels before and after, the ten probabilities before and after, and what it took."""
+    """One image attacked: the pixels and the logits before and after (and the probabilities), and what it took."""
 
     original: torch.Tensor  # (1, 3, 32, 32) in [0, 1]
     adversarial: torch.Tensor
