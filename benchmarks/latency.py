@@ -3,7 +3,9 @@
 - prediction: images.load_input (decode, crop, resize, normalise an uploaded photo) + inference.probabilities;
 - attribution: explain.attribute (the app's entry point, private model copy included) for every method;
 - evaluation: evaluate.evaluate on the 10,000 test images (what `ship` and `evaluate` run), and ResNet-110's
-  speed at the CPU's evaluation batch against a 1000-image batch.
+  speed at the CPU's evaluation batch against a 1000-image batch;
+- attack: attacks.fool (what the Fool-it page runs) with FGSM and with PGD, 10 steps, on ResNet-110, with one
+  torch thread (the app server's setting) and with all of them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .common import Row, Workspace, median_time, skipped, synthetic_photo
 PREDICT_TARGET_MS = 30.0   # ResNet-56
 IG_TARGET_S = 0.5
 IG_STEPS = 50
+FGSM_TARGET_S = 0.5  # ResNet-110, one image
 PHOTO_SIZE = (1024, 768)
 
 
@@ -112,4 +115,48 @@ def evaluate_rows(ws: Workspace, quick: bool, log) -> list[Row]:
     for batch in (eval_batch_size("cpu"), 1000):
         rows.append(row(f"eval.cpu.r110.b{batch}", 110, part, batch,
                         f"CPU evaluation of {len(part):,} test images, ResNet-110, batch {batch}"))
+    return rows
+
+
+def _wall_and_cpu(fn, repeats: int) -> tuple[float, float, list[float]]:
+    """Median wall seconds, median CPU seconds of this process (what the call costs on an idle core, whatever else
+    runs on the machine), and the wall samples; after one untimed call."""
+    import statistics
+    import time
+
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), wall
+
+
+def attack_rows(ws: Workspace, quick: bool, log) -> list[Row]:
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.interpret.attacks import Settings, fool
+
+    models, note = _models(ws)
+    data_dir, data_note = ws.data_dir()
+    image = load_cifar10(str(data_dir)).test.images[0]
+    threads = torch.get_num_threads()
+    rows = []
+    for name, settings, n in (("fgsm", Settings("fgsm", 4.0), 3 if quick else 20),
+                              ("pgd", Settings("pgd", 4.0), 1 if quick else 5)):
+        for t in sorted({1, threads}):
+            torch.set_num_threads(t)
+            log(f"  {settings.describe()} ResNet-110, {t} thread(s) ({n} repeats) ...")
+            try:
+                wall_s, cpu_s, samples = _wall_and_cpu(lambda s=settings: fool(models[110], image, s), n)
+            finally:
+                torch.set_num_threads(threads)
+            is_fgsm = name == "fgsm"
+            rows.append(Row(f"attack.r110.{name}.t{t}", f"CPU {settings.method()}, ResNet-110, one image, {t} "
+                            f"thread{'s' if t > 1 else ''}", wall_s, "s", f"<= {FGSM_TARGET_S:g} s" if is_fgsm else "",
+                            (wall_s <= FGSM_TARGET_S) if is_fgsm else None,
+                            f"attacks.fool() wall time (the clean and attacked forward passes included), eps 4/255, "
+                            f"median of {n}; CPU time {cpu_s:.3f} s; {data_note}; {note}",
+                            extra={"samples_s": samples, "cpu_s": cpu_s, "threads": t}))
     return rows

@@ -22,7 +22,7 @@ import torch
 
 from .common import Report, Row, Workspace, fmt, machine
 
-GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict", "explain", "evaluate")
+GROUPS = ("train", "accuracy-gpu", "classroom", "cold-start", "memory", "predict", "explain", "evaluate", "attack")
 
 
 def _depths(text: str) -> list[int]:
@@ -116,6 +116,8 @@ def run_groups(args, ws: Workspace, log, report: Report) -> list[Row]:
         section("explain", lambda: latency.explain_rows(ws, args.explain_depths, args.quick, log))
     if "evaluate" in chosen:
         section("evaluate", lambda: latency.evaluate_rows(ws, args.quick, log))
+    if "attack" in chosen:
+        section("attack", lambda: latency.attack_rows(ws, args.quick, log))
     if "classroom" in chosen:  # last: the long one
         section("classroom", lambda: accuracy.cpu_classroom_row(ws, log))
     return rows

@@ -1,4 +1,4 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | download | ship | retire | export`.
+"""`python -m resnet_demo info | train | evaluate | predict | models | download | ship | retire | export | robustness`.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -80,7 +80,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a model name (see `models`, e.g. resnet56-e100 or run:<id>) or a .safetensors file")
     p.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors")
     p.add_argument("--out", help="the file to write (default: NAME.safetensors or NAME.onnx here)")
+
+    _add_robustness_parser(sub)
     return parser
+
+
+def _add_robustness_parser(sub) -> None:
+    p = sub.add_parser("robustness", help="accuracy under adversarial attack (FGSM or PGD) on the first N test images "
+                                          "(without the full set: on the built-in test subset)")
+    p.add_argument("--model", help="a model name (see `models`) or a .safetensors file, several separated by commas, "
+                                   "or `all` for every shipped model; default: the best shipped ResNet")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
+    p.add_argument("--eps", type=_eps_list, default="1,2,4,8",
+                   help="the attack's size in units of 1/255, comma-separated, each from 0 to 16 (default 1,2,4,8)")
+    p.add_argument("--steps", type=_positive, default=10, help="PGD: the number of steps (default 10, at most 100)")
+    p.add_argument("--step-fraction", type=float, default=0.25,
+                   help="PGD: each step's size as a fraction of eps (default 0.25: steps of eps/4)")
+    p.add_argument("--images", type=_positive, help="the first N test images, in order (default: all)")
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="cpu", help="cpu (the default, as the shipped table was measured), cuda or auto")
+    p.add_argument("--out", help="also record each result in this table (e.g. weights/robustness.json); a cell already "
+                                 "there with the same model file and settings is not measured again")
+    p.add_argument("--json", action="store_true", help="one JSON line per model")
+
+
+def _eps_list(text: str) -> list[float]:
+    from resnet_demo.interpret.attacks import EPS_MAX
+
+    values = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers separated by commas, e.g. 1,2,4,8, got {text!r}") from None
+        if not 0 <= v <= EPS_MAX:
+            raise argparse.ArgumentTypeError(
+                f"each eps must be from 0 to {EPS_MAX} (units of 1/255), got {part.strip()}")
+        values.append(v)
+    return sorted(set(values))
 
 
 def cmd_info(args) -> int:
@@ -336,9 +374,126 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _robustness_models(spec: str | None) -> list:
+    from resnet_demo.store.registry import default_model, resolve, shipped_models
+
+    if spec is None:
+        return [default_model()]
+    if spec.strip() == "all":
+        models = shipped_models()
+        if not models:
+            raise ValueError("`all` means every shipped model, and weights/manifest.json lists none")
+        return models
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError("--model needs a model name (see `python -m resnet_demo models`)")
+    return [resolve(n) for n in names]
+
+
+def _robustness_command(args, settings) -> str:
+    """The command that reproduces a table cell, without this machine's paths."""
+    bits = ["python -m resnet_demo robustness", f"--model {args.model or 'DEFAULT'}", f"--attack {settings.attack}",
+            "--eps " + ",".join(f"{e:g}" for e in args.eps)]
+    if settings.attack == "pgd":
+        bits.append(f"--steps {settings.steps} --step-fraction {settings.step_fraction:g}")
+    if args.images:
+        bits.append(f"--images {args.images}")
+    if args.data_dir:
+        bits.append("--data-dir DIR")
+    return " ".join(bits + [f"--out {Path(args.out).name if Path(args.out).is_absolute() else args.out}"])
+
+
+def _measure_model(entry, device, images, labels, data: str, args) -> dict:
+    """Clean accuracy, then each eps, for one model; each cell goes into the --out table as soon as it is known."""
+    from tqdm import tqdm
+
+    from resnet_demo.base.storage import sha256_file
+    from resnet_demo.data.builtin import pixels_sha256
+    from resnet_demo.interpret import robustness
+    from resnet_demo.interpret.attacks import Settings, robust_accuracy
+
+    model = entry.load(device)
+    info = {"label": entry.label, "sha256": sha256_file(entry.weights), **entry.arch.to_dict()}
+    test_images = {"sha256": pixels_sha256(images), "data": data}
+    out = {"model": entry.name, "label": entry.label, "sha256": info["sha256"],
+           **Settings(args.attack, 1.0, args.steps, args.step_fraction).record(), "images": len(images),
+           "data": data, "results": []}
+    out.pop("eps"), out.pop("target")
+    for eps in [0.0] + [e for e in args.eps if e > 0]:
+        settings = Settings(args.attack, eps, args.steps, args.step_fraction)
+        row = robustness.row_for(entry.name, settings, len(images))
+        table = (robustness.read_table(Path(args.out)) or robustness.new_table()) if args.out else None
+        done = robustness.find(table, row, info["sha256"], test_images) if table is not None else None
+        earlier = done is not None
+        if not earlier:
+            what = f"{entry.label} clean" if eps == 0 else f"{entry.label} {settings.describe()}"
+            with tqdm(total=len(images), desc=what, unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+                done = {**row, **robust_accuracy(model, images, labels, settings, on_batch=bar.update)}
+            if args.out:  # read afresh under a lock: another run may be filling the same table
+                robustness.save_row(Path(args.out), done, info, test_images, _robustness_command(args, settings))
+        if eps == 0:
+            out["clean"] = done["accuracy"]
+        if eps in args.eps:
+            out["results"].append({**{k: done[k] for k in ("eps", "correct", "accuracy", "seconds") if k in done},
+                                   "recorded_earlier": earlier})
+    return out
+
+
+def _print_robustness(out: dict, total: int, note: str) -> None:
+    from resnet_demo.interpret.attacks import Settings
+
+    method = Settings(out["attack"], 0.0, out.get("steps", 10), out.get("step_fraction", 0.25)).method()
+    print(f"{out['label']} ({out['model']}) · {method.replace('ε', 'eps')} · the first {out['images']:,} of "
+          f"{total:,} test images ({'the built-in subset' if note else 'full CIFAR-10'})")
+    print(f"  clean          {100 * out['clean']:6.2f}%")
+    for r in out["results"]:
+        if r["eps"] > 0:
+            took = "  (recorded earlier)" if r["recorded_earlier"] else f"  ({r['seconds']:.0f} s)"
+            print(f"  eps = {r['eps']:>4g}/255 {100 * r['accuracy']:6.2f}%{took}")
+
+
+def cmd_robustness(args) -> int:
+    from resnet_demo.base.device import resolve_device
+    from resnet_demo.interpret import robustness
+    from resnet_demo.interpret.attacks import Settings
+    from resnet_demo.training.sources import load_test_set
+
+    Settings(args.attack, 1.0, args.steps, args.step_fraction).validate()  # a bad setting fails before any work
+    entries = _robustness_models(args.model)
+    test, note = load_test_set(args.data_dir)
+    n = args.images or len(test)
+    if n > len(test):
+        raise ValueError(f"--images {n:,} is more than the {len(test):,} test images there are"
+                         + (" in the built-in subset (the full set has 10,000)" if note else ""))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    device = resolve_device(args.device)
+    torch_tf32_off()
+    if args.out:
+        robustness.read_table(Path(args.out))  # a file that is not a table fails before any work
+    data = "builtin" if note else "full"
+    for entry in entries:
+        out = _measure_model(entry, device, test.images[:n], test.labels[:n], data, args)
+        if args.json:
+            print(json.dumps(out), flush=True)
+        else:
+            _print_robustness(out, len(test), note)
+    if args.out and not args.json:
+        print(f"recorded in {args.out}")
+    return 0
+
+
+def torch_tf32_off() -> None:
+    """Full float32 on a GPU too (TF32 would round the convolutions to 10-bit mantissas)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "download": cmd_download, "ship": cmd_ship, "retire": cmd_retire,
-            "export": cmd_export}
+            "export": cmd_export, "robustness": cmd_robustness}
 
 
 def main(argv: list[str] | None = None) -> int:

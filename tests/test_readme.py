@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MANIFEST = read_manifest(ROOT / "weights")  # the repository's own weights, whatever RESNET_DEMO_WEIGHTS says
 MODELS, RETIRED = MANIFEST["models"], MANIFEST.get("retired", {})
+ROBUSTNESS = json.loads((ROOT / "weights" / "robustness.json").read_text())
 
 
 def _commands() -> list[str]:
@@ -40,7 +41,7 @@ COMMANDS = _commands()
 COVERED = ("pip install -r requirements.txt", "streamlit run streamlit_app.py", "python -m pytest",
            "python -m resnet_demo models", "python -m resnet_demo info", "python -m resnet_demo predict",
            "python -m resnet_demo evaluate", "python -m resnet_demo download", "python -m resnet_demo export",
-           "python -m resnet_demo train")  # what the tests below run
+           "python -m resnet_demo train", "python -m resnet_demo robustness")  # what the tests below run
 
 
 def _command(prefix: str) -> str:
@@ -146,6 +147,13 @@ def test_evaluate_without_the_full_set_uses_the_builtin_test_images(laptop):
     assert "on 1,000 images" in out.stdout and "built-in 1,000-image test subset" in out.stdout
 
 
+def test_robustness_without_the_full_set_says_it_uses_the_builtin_test_images(laptop):
+    out = _run(_command("python -m resnet_demo robustness"), laptop)
+    assert out.returncode == 0, out.stderr
+    assert "PGD, 10 steps of eps/4 · the first 100 of 1,000 test images (the built-in subset)" in out.stdout
+    assert "eps =    2/255" in out.stdout and "built-in 1,000-image test subset" in out.stderr
+
+
 def test_download_offline_says_how_to_get_the_data(laptop):
     out = _run(_command("python -m resnet_demo download"), laptop)
     assert out.returncode == 1 and out.stderr.startswith("error: ") and "cifar-10-batches-py" in out.stderr
@@ -230,3 +238,17 @@ def test_results_page_keeps_the_figures_of_retired_models(name):
     cells = _row(entry, ROOT / "docs" / "RESULTS.md")
     assert f"{100 * (1 - figures['test_accuracy']):.2f} % ({100 * figures['test_accuracy']:.2f} % accuracy)" in cells
     assert f"{100 * (1 - figures['test_accuracy_flip_tta']):.2f} %" in cells, (name, cells)
+
+
+@pytest.mark.parametrize("name", sorted(ROBUSTNESS["models"]))
+def test_readme_attack_row_matches_the_shipped_table(name):
+    """The README's table of accuracy under attack says what weights/robustness.json says."""
+    acc = {(r["attack"], r["eps"], r["images"]): r["accuracy"] for r in ROBUSTNESS["results"] if r["model"] == name}
+    first = f"{ROBUSTNESS['models'][name]['label']} (`{name}`)"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in README.read_text().splitlines()
+            if line.startswith(f"| {first} |")]
+    (cells,) = [r for r in rows if len(r) == 10]
+    pct = lambda a: f"{100 * a:.1f}"  # noqa: E731
+    assert cells[1] == f"{pct(acc['none', 0.0, 1000])} / {pct(acc['none', 0.0, 500])}"
+    assert cells[2:6] == [pct(acc["fgsm", e, 1000]) for e in (1.0, 2.0, 4.0, 8.0)], cells
+    assert cells[6:10] == [pct(acc["pgd", e, 500]) for e in (1.0, 2.0, 4.0, 8.0)], cells

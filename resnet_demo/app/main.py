@@ -6,13 +6,14 @@ from types import ModuleType
 import streamlit as st
 
 from . import teacher, threads, uploads
-from .pages import explain_page, inside_page, paper_page, predict_page, testset_page, train_page
+from .pages import explain_page, fool_page, inside_page, paper_page, predict_page, testset_page, train_page
 from .state import guarded
 
 PAGES = (
     # (module, title, icon, url_path); the first is the home page, served at "/"
     (predict_page, "Predict", ":material/image_search:", "predict"),
     (explain_page, "Explain", ":material/visibility:", "explain"),
+    (fool_page, "Fool it", ":material/blur_on:", "fool"),
     (inside_page, "Inside", ":material/layers:", "inside"),
     (train_page, "Train", ":material/model_training:", "train"),
     (testset_page, "Test set", ":material/grid_on:", "testset"),
