@@ -144,7 +144,7 @@ def test_evaluate_json_contract(weights_copy, synthetic_data_dir, capsys):
     assert confusion.shape == (10, 10) and confusion.sum() == out["n"] == 320
     assert out["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     per_class = np.diag(confusion) / confusion.sum(1)
-    assert list(out["per_class"]) == list(__import__("resnet_demo.nets.paper").paper.CLASSES)
+    assert list(out["per_class"]) == list(__import__("resnet_demo.nets.paper").nets.paper.CLASSES)
     assert np.allclose(list(out["per_class"].values()), per_class)
     manifest = json.loads((weights_copy / "manifest.json").read_text())["models"]["resnet8"]
     assert out["accuracy"] == pytest.approx(manifest["test_accuracy"])  # the shipped figure is reproducible
