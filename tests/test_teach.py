@@ -380,3 +380,13 @@ def _three_class_file(tmp_path: Path) -> Path:
     model = build_model(8, classes=NAMES)
     save_model(tmp_path / "three.safetensors", model, model.arch)
     return tmp_path / "three.safetensors"
+
+
+def test_a_taught_model_is_not_shipped(tmp_path):
+    from resnet_demo.store.ship import ship_run
+
+    result = teach(three_classes(4), TeachConfig(start=SCRATCH, depth=8, steps=1, batch_size=8))
+    save_result(result, tmp_path / "run")
+    with pytest.raises(WeightsError, match="only CIFAR-10 models are shipped"):
+        ship_run(tmp_path / "run", "mine", directory=tmp_path / "weights")
+    assert not (tmp_path / "weights").exists()
