@@ -261,13 +261,19 @@ def _teach_images(args):
         return project.split(), project.thumbnails, []
     from tqdm import tqdm
 
-    with tqdm(unit="image", desc="reading images", dynamic_ncols=True, file=sys.stderr,
-              disable=args.quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars = []  # made at the first image read, so that a folder refused at once prints only its error
 
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="image", desc="reading images", dynamic_ncols=True, file=sys.stderr,
+                             disable=args.quiet))
+        bars[0].update(done - bars[0].n)
+
+    try:
         found = read_image_folder(source, args.max_per_class, THUMB_SIDE if args.project else None, progress)
+    finally:
+        for bar in bars:
+            bar.close()
     return found.split, found.thumbnails, found.notes
 
 
@@ -302,13 +308,16 @@ def cmd_teach(args) -> int:
         stop["requested"] = True
         print(f"\nstop requested ({signal.Signals(signum).name})", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    before = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     printer, should_stop = TeachProgress(args.quiet), lambda: stop["requested"]
-    if args.compare and not cfg.from_scratch:
-        results = teach_both(data, cfg, printer, should_stop)
-    else:
-        results = {"taught": teach(data, cfg, printer, should_stop)}
+    try:
+        if args.compare and not cfg.from_scratch:
+            results = teach_both(data, cfg, printer, should_stop)
+        else:
+            results = {"taught": teach(data, cfg, printer, should_stop)}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     result = next(iter(results.values()))
     if stop["requested"] or any(r.status != "completed" for r in results.values()):
         print("stopped: nothing was written", file=sys.stderr)

@@ -213,6 +213,7 @@ def test_teach_from_a_trained_network_keeps_its_layers_and_leaves_it_alone(tmp_p
     events: list[dict] = []
     both = teach_both(data, cfg, events.append, base=base)
     assert set(both) == {"trained", "scratch"} and both["scratch"].record["taught_from"] == SCRATCH
+    assert both["scratch"].model.arch == base.arch  # random weights of the same network, not the default depth
     assert {e["run"] for e in events} == {"trained", "scratch"}
     with pytest.raises(TeachError, match="once from scratch"):
         teach_both(data, TeachConfig(start=SCRATCH))
@@ -240,6 +241,7 @@ def test_teach_refuses_what_cannot_be_taught(make, message):
 @pytest.mark.parametrize("change, message", [
     ({"steps": 0}, "steps must be"), ({"steps": 10 ** 6}, "steps must be"), ({"batch_size": 0}, "batch size"),
     ({"holdout": 1.0}, "held-out fraction"), ({"lr": -1.0}, "learning rate"), ({"depth": 9}, "6n\\+2"),
+    ({"shortcut": "C"}, "shortcut must be"),
     ({"device": "tpu"}, "unsupported device"),
 ])
 def test_bad_settings_are_refused_before_any_work(change, message):
@@ -390,3 +392,21 @@ def test_a_taught_model_is_not_shipped(tmp_path):
     with pytest.raises(WeightsError, match="only CIFAR-10 models are shipped"):
         ship_run(tmp_path / "run", "mine", directory=tmp_path / "weights")
     assert not (tmp_path / "weights").exists()
+
+
+def test_teach_compare_from_a_model_file_prints_both_scores(tmp_path, capsys):
+    from resnet_demo import cli as cli_main
+
+    root = make_folder(tmp_path / "photos", {"mug": 4, "plant": 4})
+    base = build_model(8)
+    save_model(tmp_path / "base.safetensors", base, base.arch)
+    argv = ["teach", str(root), "--out", str(tmp_path / "out"), "--from", str(tmp_path / "base.safetensors"),
+            "--steps", "2", "--batch-size", "8", "--holdout", "0.25", "--compare", "--quiet"]
+    assert cli_main.main(argv) == 0
+    out = capsys.readouterr()
+    assert "[trained] teaching ResNet-8" in out.err and "[scratch] teaching ResNet-8" in out.err  # the same net
+    assert "from random weights instead of" in out.out
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert record["taught_from"] == str(tmp_path / "base.safetensors") and "compare" in record
+    assert cli_main.main([*argv[:-2], "--json"]) == 0  # teaching into the same folder again replaces it
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["classes"] == ["mug", "plant"]

@@ -63,10 +63,12 @@ class TeachError(ValueError):
 @dataclass(frozen=True)
 class TeachConfig:
     """How to teach. `start`: a model name (see `python -m resnet_demo models`), a .safetensors file, SCRATCH
-    (random weights, a ResNet of `depth`), or None for the shipped ResNet-20."""
+    (random weights, of the architecture `depth`, `plain`, `shortcut`), or None for the shipped ResNet-20."""
 
     start: str | None = None
     depth: int = 20
+    plain: bool = False
+    shortcut: str = "A"
     steps: int = 150
     batch_size: int = 64
     lr: float | None = None  # the peak; None: LR_TRAINED from a trained network, LR_SCRATCH from random weights
@@ -81,6 +83,11 @@ class TeachConfig:
     @property
     def from_scratch(self) -> bool:
         return self.start == SCRATCH
+
+    @property
+    def arch(self) -> Arch:
+        """The architecture a teach from scratch builds."""
+        return Arch(self.depth, self.plain, self.shortcut)
 
     @property
     def peak_lr(self) -> float:
@@ -102,7 +109,7 @@ class TeachConfig:
             if not ok:
                 raise TeachError(message)
         try:
-            Arch(self.depth)
+            Arch(self.depth, self.plain, self.shortcut)  # validates
             resolve_precision(self.precision, resolve_device(self.device))
         except ValueError as e:
             raise TeachError(str(e)) from None
@@ -178,7 +185,7 @@ def start_model(config: TeachConfig, classes: tuple[str, ...],
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if config.from_scratch:
-            return CifarResNet(Arch(config.depth), classes), SCRATCH
+            return CifarResNet(config.arch, classes), SCRATCH
         if base is None:
             try:
                 entry = default_start() if config.start is None else resolve(config.start)
@@ -372,14 +379,16 @@ def teach_both(data: Split, config: TeachConfig = TeachConfig(), listener: Liste
                should_stop: Callable[[], bool] | None = None,
                base: CifarResNet | None = None) -> dict[str, TeachResult]:
     """The same images taught twice, from the trained network (`config.start`, tagged "trained") and from random
-    weights ("scratch"), with the same held-out images, seed and steps: what starting from a trained network is
-    worth. A stop ends the pair; the result then holds the runs begun."""
+    weights of the same architecture ("scratch"), with the same held-out images, seed and steps: what starting
+    from a trained network is worth. A stop ends the pair; the result then holds the runs begun."""
     if config.from_scratch:
         raise TeachError("the comparison starts once from a trained network and once from scratch; choose a "
                          "trained network to start from")
     results = {"trained": teach(data, config, listener, should_stop, base, tag="trained")}
     if results["trained"].status == "completed":
-        results["scratch"] = teach(data, replace(config, start=SCRATCH), listener, should_stop, tag="scratch")
+        arch = results["trained"].model.arch
+        scratch = replace(config, start=SCRATCH, depth=arch.depth, plain=arch.plain, shortcut=arch.shortcut)
+        results["scratch"] = teach(data, scratch, listener, should_stop, tag="scratch")
     return results
 
 
