@@ -34,6 +34,7 @@ from resnet_demo.training.teach import SCRATCH, TeachConfig, teach
 BASE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 NEW_CLASSES = ("dog", "frog", "horse", "ship", "truck")
 TARGET_TEACH_S, TARGET_PAIR_S = 15, 30
+VALIDATION = 200  # training images per new class kept aside to choose the learning rates on
 
 
 def log(msg: str) -> None:
@@ -64,7 +65,9 @@ def base_model(train: Split, test: Split, path: Path, epochs: int, seed: int) ->
                   "load": load, "threads": torch.get_num_threads(), "seed": seed}
         save_model(path, model, model.arch)
         atomic_write_json(path.with_suffix(".json"), record)
-    record["test_accuracy"] = evaluate(model, test)["accuracy"]
+    if "test_accuracy" not in record:
+        record["test_accuracy"] = evaluate(model, test)["accuracy"]
+        atomic_write_json(path.with_suffix(".json"), record)
     log(f"base network: {100 * record['test_accuracy']:.2f}% on the {len(test):,} test images of its classes")
     return model, record
 
@@ -77,11 +80,33 @@ def _every(n: int):
 
 
 def few_per_class(split: Split, n: int, seed: int) -> Split:
-    """n images of each class, drawn at random by the seed."""
+    """n images of each class, drawn at random by the seed from the pool (a class's training images but its last
+    VALIDATION, which the learning rates were chosen on)."""
     rng = np.random.default_rng(1000 + seed)
-    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(split.labels == c), n, replace=False)
+    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(split.labels == c)[:-VALIDATION], n, replace=False)
                                   for c in range(len(split.classes))]))
     return Split(split.images[idx], split.labels[idx], split.classes)
+
+
+def validation(split: Split) -> Split:
+    """The last VALIDATION training images of each class: never taught from, never the test set."""
+    idx = np.concatenate([np.flatnonzero(split.labels == c)[-VALIDATION:] for c in range(len(split.classes))])
+    return Split(split.images[idx], split.labels[idx], split.classes)
+
+
+def lr_sweep(train: Split, base, lrs: dict[str, list[float]], seed: int = 0, n: int = 20) -> list[dict]:
+    """The peak learning rate, from the trained network and from scratch, scored on validation images (taken
+    from the training set) rather than the test set."""
+    rows, few, val = [], few_per_class(train, n, seed), validation(train)
+    for start, values in lrs.items():
+        for lr in values:
+            row = {"lr": lr, **one_teach(few, val, start, base, TeachConfig(lr=lr, holdout=0, seed=seed,
+                                                                          eval_every=0))}
+            row["validation_accuracy"] = row.pop("test_accuracy")
+            log(f"  sweep: {n}/class from {start:<7} lr {lr}: {100 * row['validation_accuracy']:.1f}% on "
+                f"{len(val):,} validation images ({row['wall_s']:.0f} s)")
+            rows.append(row)
+    return rows
 
 
 def one_teach(few: Split, test: Split, start: str, base, cfg: TeachConfig) -> dict:
@@ -108,6 +133,25 @@ def transfer_rows(train: Split, test: Split, base, sizes: list[int], seeds: list
                         f"{100 * row['test_accuracy']:.1f}%  ({row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU, "
                         f"load {row['load'][0]:.1f})")
                     rows.append(row)
+    return rows
+
+
+def time_teaches(train: Split, base, repeats: int) -> list[dict]:
+    """A teach of 5 classes x 20 images as the app and the CLI run it (the defaults: 16 of each class learnt
+    from, 4 held out, 150 steps of 64) and the pair teach_both runs, `repeats` times each."""
+    from resnet_demo.training.teach import teach_both
+
+    rows, few = [], few_per_class(train, 20, 0)
+    for i in range(repeats):
+        cfg = TeachConfig(start="base")
+        result, wall, cpu, load = timed(lambda: teach(few, cfg, base=base))  # noqa: B023
+        rows.append({"what": "teach", "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "load": load,
+                     "threads": torch.get_num_threads(), "precision": result.record["precision"]})
+        pair, wall, cpu, load = timed(lambda: teach_both(few, cfg, base=base))  # noqa: B023
+        rows.append({"what": "pair", "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "load": load,
+                     "threads": torch.get_num_threads(), "each_s": [r.record["wall_time_s"] for r in pair.values()]})
+        log(f"  timing {i + 1}/{repeats}: teach {rows[-2]['wall_s']:.1f} s, pair {rows[-1]['wall_s']:.1f} s wall "
+            f"({torch.get_num_threads()} threads, load {load[0]:.1f})")
     return rows
 
 
@@ -144,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                             "scratch)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--base-only", action="store_true", help="train (or check) the base network, then stop")
+    p.add_argument("--sweep", action="store_true", help="only the learning-rate sweep (on validation images)")
+    p.add_argument("--timing", type=int, metavar="N", help="only time the teach of 5 x 20 and the pair, N times")
     p.add_argument("--out", default="benchmarks/results-teach.json")
     args = p.parse_args(argv)
     if args.threads:
@@ -156,6 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     base, report["base"] = base_model(base_train, base_test, Path(args.work) / "base-r20.safetensors",
                                       args.base_epochs, seed=0)
     if args.base_only:
+        return 0
+    if args.timing:
+        report["timing_runs"] = time_teaches(new_train, base, args.timing)
+        report["machine_after"] = machine()
+        atomic_write_json(args.out, report)
+        return 0
+    if args.sweep:
+        report["lr_sweep"] = lr_sweep(new_train, base, {"trained": [0.02, 0.05, 0.1], "scratch": [0.05, 0.1, 0.2]})
+        atomic_write_json(args.out, report)
         return 0
     rows = transfer_rows(new_train, new_test, base, args.sizes, args.seeds, args.steps)
     report.update(runs=rows, summary=summary(rows), timing=timing(rows),

@@ -399,9 +399,11 @@ def result_bytes(result: TeachResult) -> bytes:
 
 def save_result(result: TeachResult, out: str | os.PathLike) -> dict:
     """Write OUT/model.safetensors, then OUT/metrics.json last (each atomically; metrics.json's presence marks a
-    finished teach, as it does a run: the registry lists it as run:<folder name>). Returns the record written."""
+    finished teach, as it does a run: the registry lists it as run:<folder name>). A previous teach's metrics.json
+    there goes first, so no reader ever pairs the old record with the new model. Returns the record written."""
     out = Path(out)
     data = result_bytes(result)
+    (out / "metrics.json").unlink(missing_ok=True)
     atomic_write_bytes(out / "model.safetensors", data)
     record = {**result.record, "file": "model.safetensors", "sha256": sha256_bytes(data)}
     atomic_write_json(out / "metrics.json", record)
