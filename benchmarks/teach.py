@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                             "scratch)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--base-only", action="store_true", help="train (or check) the base network, then stop")
-    p.add_argument("--sweep", action="store_true", help="only the learning-rate sweep (on validation images)")
+    p.add_argument("--sweep", action="store_true", help="only the learning-rate sweep (on validation images); "
+                                                         "its rows are added to those already in --out")
+    p.add_argument("--sweep-trained", type=float, nargs="*", default=[0.02, 0.05, 0.1])
+    p.add_argument("--sweep-scratch", type=float, nargs="*", default=[0.05, 0.1, 0.2])
     p.add_argument("--timing", type=int, metavar="N", help="only time the teach of 5 x 20 and the pair, N times")
     p.add_argument("--out", default="benchmarks/results-teach.json")
     args = p.parse_args(argv)
@@ -209,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(args.out, report)
         return 0
     if args.sweep:
-        report["lr_sweep"] = lr_sweep(new_train, base, {"trained": [0.02, 0.05, 0.1], "scratch": [0.05, 0.1, 0.2]})
+        before = json.loads(Path(args.out).read_text()).get("lr_sweep", []) if Path(args.out).is_file() else []
+        report["lr_sweep"] = before + lr_sweep(new_train, base, {"trained": args.sweep_trained,
+                                                                 "scratch": args.sweep_scratch})
         atomic_write_json(args.out, report)
         return 0
     rows = transfer_rows(new_train, new_test, base, args.sizes, args.seeds, args.steps)
