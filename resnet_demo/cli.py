@@ -1,4 +1,5 @@
-"""`python -m resnet_demo info | train | evaluate | predict | models | download | ship | retire | export | robustness`.
+"""`python -m resnet_demo COMMAND`: info, train, teach, evaluate, predict, models, download, ship, retire, export,
+robustness.
 
 The JSON outputs are a contract (tests, the app and the benchmarks rely on them). Errors print one line
 starting with "error:" and exit non-zero; no traceback for anything a user can cause.
@@ -41,27 +42,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start even if the estimated memory need is above what this machine has free (or above "
                         "RESNET_DEMO_MAX_TRAIN_GB / _MAX_DEPTH / _MAX_BATCH); it may then be killed for lack of memory")
 
+    _teach_parser(sub)
+
     p = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy, confusion matrix (without the full "
                                         "set: on the built-in test subset)")
     p.add_argument("--weights", required=True, help="a model name (see `models`) or a .safetensors file")
     p.add_argument("--data-dir")
+    p.add_argument("--images", metavar="DIR", help="for a model taught its own classes: a folder with one subfolder "
+                                                   "of images per class, named as the model's classes")
     p.add_argument("--device", default="auto")
     p.add_argument("--flip-tta", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model",
-                   help="a model name (see `models`) or a .safetensors file; default: the best shipped ResNet")
+    p.add_argument("--model", help="a model name (see `models`), a .safetensors file or a folder holding "
+                                   "model.safetensors (what `teach --out` wrote); default: the best shipped ResNet")
     p.add_argument("--top", type=_positive, default=5)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("models", help="shipped models and finished runs")
+    p = sub.add_parser("models", help="shipped models, finished runs and taught models")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("download", help="download the full CIFAR-10 (170 MB) with a progress bar")
     p.add_argument("--data-dir", help="where to put it (default: $RESNET_DEMO_DATA, else ./data)")
 
+    _add_model_file_parsers(sub)
+    _add_robustness_parser(sub)
+    return parser
+
+
+def _add_model_file_parsers(sub) -> None:
+    """ship, retire and export: the commands that write a model's file somewhere."""
     p = sub.add_parser("ship", help="copy a finished run into weights/ and record it in the manifest")
     p.add_argument("run", help="a finished run folder (with metrics.json)")
     p.add_argument("--name", help="manifest name (default: resnet20, plain56, ...)")
@@ -80,9 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a model name (see `models`, e.g. resnet56-e100 or run:<id>) or a .safetensors file")
     p.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors")
     p.add_argument("--out", help="the file to write (default: NAME.safetensors or NAME.onnx here)")
-
-    _add_robustness_parser(sub)
-    return parser
 
 
 def _add_robustness_parser(sub) -> None:
@@ -119,6 +128,48 @@ def _eps_list(text: str) -> list[float]:
                 f"each eps must be from 0 to {EPS_MAX} (units of 1/255), got {part.strip()}")
         values.append(v)
     return sorted(set(values))
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction at least 0 and below 1, got {v}")
+    return v
+
+
+def _teach_parser(sub) -> None:
+    from resnet_demo.data.folder import MAX_PER_CLASS
+    from resnet_demo.training.teach import LR_SCRATCH, LR_TRAINED, SCRATCH, TeachConfig
+
+    d = TeachConfig()
+    p = sub.add_parser("teach", help="teach a network classes of your own from a folder of images: one subfolder "
+                                     "per class, named after the class")
+    p.add_argument("folder", metavar="DIR", help="one subfolder of images per class (or a project file saved by "
+                                                 "--project or the app)")
+    p.add_argument("--out", required=True, help="the folder to write model.safetensors and metrics.json into")
+    p.add_argument("--from", dest="start", metavar=f"NAME|{SCRATCH}",
+                   help="the trained model to start from (see `models`; default: the shipped ResNet-20), or "
+                        f"{SCRATCH} for random weights")
+    p.add_argument("--depth", type=int, default=d.depth, help=f"with --from {SCRATCH}: the ResNet's depth")
+    p.add_argument("--steps", type=_positive, default=d.steps, help=f"training steps (default {d.steps})")
+    p.add_argument("--batch-size", type=_positive, default=d.batch_size)
+    p.add_argument("--lr", type=float,
+                   help=f"peak learning rate (default: {LR_TRAINED:g} from a trained model, {LR_SCRATCH:g} from "
+                        "scratch)")
+    p.add_argument("--holdout", type=_fraction, default=d.holdout, metavar="FRACTION",
+                   help=f"the share of each class's images held out to test on (default {d.holdout})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-per-class", type=_positive, default=MAX_PER_CLASS,
+                   help=f"images read per class at most (default {MAX_PER_CLASS}; the first by file name)")
+    p.add_argument("--compare", action="store_true",
+                   help=f"also teach the same images from random weights, to see what starting from a trained "
+                        f"model is worth (ignored with --from {SCRATCH})")
+    p.add_argument("--project", metavar="FILE", help="also save the classes, images and model as one project file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the record (metrics.json) as one line of JSON")
 
 
 def cmd_info(args) -> int:
@@ -210,6 +261,147 @@ def cmd_train(args) -> int:
     return 0
 
 
+class TeachProgress:
+    """Draws a teach's events: one line at the start, a bar over the steps (with the latest held-out score), and
+    the end's message; with two runs (--compare) each line names its run."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+        self.held: float | None = None
+
+    def __call__(self, e: dict) -> None:
+        from tqdm import tqdm
+
+        kind, run = e["type"], f"[{e['run']}] " if e.get("run") else ""
+        if kind == "start":
+            start = "random weights" if e["from_scratch"] else e["start"]
+            print(f"{run}teaching {e['label']} ({e['params']:,} params, from {start}) {len(e['classes'])} classes: "
+                  f"{e['train_images']} images to learn from, {e['holdout_images']} held out to test on; "
+                  f"{e['total_steps']} steps of {e['batch_size']}, {e['precision']}", file=sys.stderr)
+            self.held = None
+            if not self.quiet:
+                self.bar = tqdm(total=e["total_steps"], unit="step", dynamic_ncols=True, file=sys.stderr)
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(e["step"] - self.bar.n)
+            held = {} if self.held is None else {"held_out": f"{100 * self.held:.0f}%"}
+            self.bar.set_postfix(loss=f"{e['loss']:.3f}", **held)
+        elif kind == "eval":
+            self.held = e["holdout_accuracy"]
+        elif kind == "end":
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            print(f"{run}{e['message']}", file=sys.stderr)
+
+
+def _teach_images(args):
+    """(Split, thumbnails or None, notes) from the folder, or from a project file."""
+    from resnet_demo.data.folder import read_image_folder
+    from resnet_demo.data.images import THUMB_SIDE
+    from resnet_demo.store.project import load_project
+
+    source = Path(args.folder)
+    if source.is_file():
+        project = load_project(source)
+        return project.split(), project.thumbnails, []
+    from tqdm import tqdm
+
+    bars = []  # made at the first image read, so that a folder refused at once prints only its error
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="image", desc="reading images", dynamic_ncols=True, file=sys.stderr,
+                             disable=args.quiet))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        found = read_image_folder(source, args.max_per_class, THUMB_SIDE if args.project else None, progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    return found.split, found.thumbnails, found.notes
+
+
+def _check_teach_out(out: Path) -> None:
+    """Refuse an --out that is a file or holds a training run: a teach must not overwrite a run's model."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    metrics = out / "metrics.json"
+    try:
+        taught = "taught_from" in json.loads(metrics.read_text()) if metrics.is_file() else True
+    except (OSError, ValueError, TypeError):
+        taught = False
+    if not taught or (out / "events.jsonl").exists() or (out / "checkpoint.safetensors").exists():
+        raise ValueError(f"--out {out} holds a training run; teach into another folder")
+
+
+def cmd_teach(args) -> int:
+    from resnet_demo.training.teach import TeachConfig, save_result, teach, teach_both
+
+    out = Path(args.out)
+    _check_teach_out(out)
+    cfg = TeachConfig(start=args.start, depth=args.depth, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      holdout=args.holdout, seed=args.seed).validate()
+    data, thumbnails, notes = _teach_images(args)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    stop = {"requested": False}
+
+    def on_signal(signum, _frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print(f"\nstop requested ({signal.Signals(signum).name})", file=sys.stderr)
+
+    before = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    printer, should_stop = TeachProgress(args.quiet), lambda: stop["requested"]
+    try:
+        if args.compare and not cfg.from_scratch:
+            results = teach_both(data, cfg, printer, should_stop)
+        else:
+            results = {"taught": teach(data, cfg, printer, should_stop)}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    result = next(iter(results.values()))
+    if stop["requested"] or any(r.status != "completed" for r in results.values()):
+        print("stopped: nothing was written", file=sys.stderr)
+        return 130
+    if "scratch" in results:
+        result.record["compare"] = {"from_scratch_holdout_accuracy": results["scratch"].accuracy,
+                                    "from_scratch_wall_time_s": results["scratch"].record["wall_time_s"]}
+    record = save_result(result, out)
+    if args.project:
+        _save_teach_project(args.project, data, thumbnails, result, record)
+    _report_teach(args, out, record)
+    return 0
+
+
+def _save_teach_project(path: str, data, thumbnails, result, record: dict) -> None:
+    from resnet_demo.store.project import Project, save_project
+    from resnet_demo.training.teach import result_bytes
+
+    save_project(path, Project(data.classes, data.images, data.labels, thumbnails, result_bytes(result), record))
+    print(f"saved the project (classes, images, model) to {path}", file=sys.stderr)
+
+
+def _report_teach(args, out: Path, record: dict) -> None:
+    if args.json:
+        print(json.dumps(record))
+        return
+    acc = record["holdout_accuracy"]
+    line = ("nothing held out, so no accuracy to report (--holdout 0)" if acc is None else
+            f"held-out accuracy: {100 * acc:.1f}% on {record['holdout_images']} images "
+            f"({', '.join(f'{c} {100 * a:.0f}%' for c, a in record['per_class'].items() if a is not None)})")
+    print(line)
+    scratch = record.get("compare", {}).get("from_scratch_holdout_accuracy")
+    if scratch is not None:
+        print(f"from random weights instead of {record['taught_from']}: {100 * scratch:.1f}%")
+    print(f"wrote {out / 'model.safetensors'} and {out / 'metrics.json'}; try it with: "
+          f"python -m resnet_demo predict IMAGE --model {shlex.quote(str(out / 'model.safetensors'))}")
+
+
 def _check_memory(cfg: TrainConfig) -> None:
     """Refuse a run that would not fit before it reads the data: past the machine's memory it would grow until the
     kernel kills it, or something beside it."""
@@ -227,16 +419,15 @@ def cmd_evaluate(args) -> int:
     from resnet_demo.base.device import resolve_device
     from resnet_demo.store.evaluate import evaluate
     from resnet_demo.store.registry import resolve
-    from resnet_demo.training.sources import load_test_set
 
     entry = resolve(args.weights)
     device = resolve_device(args.device)
     model = entry.load(device)
-    test, note = load_test_set(args.data_dir)
+    test, note, kind = _evaluation_images(args, entry)
     result = evaluate(model, test, device, flip_tta=args.flip_tta)
     result.pop("probs")
     result["model"] = entry.name
-    result["data"] = "builtin" if note else "full"
+    result["data"] = kind
     if args.json:
         print(json.dumps(result))
         if note:
@@ -248,8 +439,46 @@ def cmd_evaluate(args) -> int:
     if note:
         print(f"  note: {note}")
     for name, acc in result["per_class"].items():
-        print(f"  {name:>10}: {100 * acc:.1f}%")
+        print(f"  {name:>10}: " + ("no images" if acc is None else f"{100 * acc:.1f}%"))
     return 0
+
+
+def _evaluation_images(args, entry):
+    """(test split labelled with the model's classes, a note or None, "full" | "builtin" | "cifar10-classes" |
+    "folder"): CIFAR-10's test set for a CIFAR-10 model, the test images of its classes for a model taught some of
+    CIFAR-10's classes, or --images for any model."""
+    from resnet_demo.data.cifar import select_classes
+    from resnet_demo.nets.paper import CLASSES
+    from resnet_demo.training.sources import load_test_set
+
+    classes = entry.classes
+    if args.images:
+        return _folder_test_set(args.images, classes), None, "folder"
+    if not entry.is_cifar10 and not set(classes) <= set(CLASSES):
+        raise ValueError(f"{entry.label} knows classes of its own, not CIFAR-10's; evaluate it on your images with "
+                         f"--images DIR (one subfolder per class, named as its classes)")
+    test, note = load_test_set(args.data_dir)
+    if entry.is_cifar10:
+        return test, note, "builtin" if note else "full"
+    note = "; ".join(filter(None, [note, f"only the test images of its {len(classes)} classes"]))
+    return select_classes(test, classes), note, "cifar10-classes"
+
+
+def _folder_test_set(folder: str, classes: tuple[str, ...]):
+    """A folder's images relabelled as the model's classes (folder names matched ignoring case)."""
+    import numpy as np
+
+    from resnet_demo.data.cifar import Split
+    from resnet_demo.data.folder import read_image_folder
+
+    found = read_image_folder(folder).split
+    index = {c.casefold(): i for i, c in enumerate(classes)}
+    unknown = [c for c in found.classes if c.casefold() not in index]
+    if unknown:
+        raise ValueError(f"the folder has class {unknown[0]!r}, which the model does not know; its classes are "
+                         f"{', '.join(classes)}")
+    mapping = np.array([index[c.casefold()] for c in found.classes], np.int64)
+    return Split(found.images, mapping[found.labels], classes)
 
 
 def cmd_predict(args) -> int:
@@ -265,7 +494,8 @@ def cmd_predict(args) -> int:
     for path in args.images:
         try:
             x, _, _ = load_input(path, name=path)
-            record = {"file": path, "model": entry.name, "top": top_k(probabilities(model, x)[0], args.top)}
+            record = {"file": path, "model": entry.name,
+                      "top": top_k(probabilities(model, x)[0], args.top, model.classes)}
             for t in record["top"]:
                 t.pop("index")
         except ImageError as e:
@@ -286,6 +516,7 @@ def cmd_models(args) -> int:
     every, retired = list_models(include_chance=True), retired_models()
     if args.json:
         print(json.dumps([{"name": m.name, "label": m.label, "source": m.source, **m.arch.to_dict(),
+                           "classes": list(m.classes),
                            "test_accuracy": m.test_accuracy, "file": m.weights and str(m.weights),
                            "at_chance_level": m.at_chance_level} for m in every + retired]))
         return 0
@@ -493,7 +724,7 @@ def torch_tf32_off() -> None:
 
 COMMANDS = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "download": cmd_download, "ship": cmd_ship, "retire": cmd_retire,
-            "export": cmd_export, "robustness": cmd_robustness}
+            "export": cmd_export, "robustness": cmd_robustness, "teach": cmd_teach}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from resnet_demo.nets.paper import CLASSES
 
@@ -31,17 +30,22 @@ class DataError(RuntimeError):
 
 @dataclass
 class Split:
+    """Labelled 32x32 images; `classes` names the labels (CIFAR-10's ten, or the classes a network is taught)."""
+
     images: np.ndarray  # (N, 32, 32, 3) uint8, RGB
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64, indices into classes
+    classes: tuple[str, ...] = CLASSES
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[1:] != (32, 32, 3) or self.images.dtype != np.uint8:
-            raise DataError(f"expected images of shape (N, 32, 32, 3) uint8, got {self.images.shape} {self.images.dtype}")
+            raise DataError(f"expected images of shape (N, 32, 32, 3) uint8, got {self.images.shape} "
+                            f"{self.images.dtype}")
         if len(self.labels) != len(self.images):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
-        self.labels = self.labels.astype(np.int64)
-        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(CLASSES)):
-            raise DataError("labels must lie in 0..9")
+        self.labels = np.asarray(self.labels).astype(np.int64)
+        self.classes = tuple(self.classes)
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise DataError(f"labels must lie in 0..{len(self.classes) - 1} (one per class)")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -126,7 +130,7 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     if n <= 0:
         raise ValueError("subset size must be positive")
     rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(len(CLASSES))]
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     take: list[int] = []
     depth = 0
     while len(take) < min(n, len(labels)):  # round-robin over classes, so every class gets n // 10 (+1)
@@ -142,7 +146,21 @@ def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
     if n >= len(split):
         return split
     chosen = stratified_indices(split.labels, n, seed)
-    return Split(split.images[chosen], split.labels[chosen])
+    return Split(split.images[chosen], split.labels[chosen], split.classes)
+
+
+def select_classes(split: Split, names: tuple[str, ...] | list[str]) -> Split:
+    """The images of the named classes only, relabelled in the order of `names` (a network taught, say, five of
+    CIFAR-10's classes is tested on those classes' test images). DataError for a name the split does not have."""
+    missing = [n for n in names if n not in split.classes]
+    if missing:
+        raise DataError(f"no images of class {missing[0]!r} here; the classes are {', '.join(split.classes)}")
+    mapping = np.full(len(split.classes), -1, np.int64)
+    for new, name in enumerate(names):
+        mapping[split.classes.index(name)] = new
+    relabelled = mapping[split.labels]
+    keep = relabelled >= 0
+    return Split(split.images[keep], relabelled[keep], tuple(names))
 
 
 def synthetic_cifar10(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Cifar10:

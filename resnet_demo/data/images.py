@@ -27,6 +27,7 @@ MAX_PIXELS = 50_000_000  # what a header may claim; a 1-gigapixel "bomb" is refu
 MAX_DECODED_BYTES = 32 * 2**20  # one decoded image in memory: an 8-megapixel colour PNG, a 16-megapixel 16-bit one
 MAX_BYTES = 50 * 1024 * 1024  # a file read from disk (the command line); the app's uploads are capped lower
 WORK_SIDE = 1024  # the longer side of the decoded image once reduced: the 32x32 input and the preview come from it
+THUMB_SIDE = 64  # a thumbnail kept beside a taught image, for a person to see what was taught
 BAND_PIXELS = 2**21  # pixels converted at a time when a mode must change before it can be reduced
 
 # Modes whose channels can be averaged as they are (Pillow's own reduce() premultiplies RGBA and LA into a second
@@ -177,7 +178,26 @@ def to_tensor(small: Image.Image | np.ndarray) -> torch.Tensor:
     return normalize(torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0))
 
 
-def load_input(source: bytes | str | os.PathLike, name: str | None = None) -> tuple[torch.Tensor, Image.Image, Image.Image]:
+def thumbnail(img: Image.Image, side: int = THUMB_SIDE) -> np.ndarray:
+    """The centre square of a decoded image at side x side pixels, as HWC uint8: larger than the 32x32 the network
+    sees, small enough to keep hundreds of."""
+    square = ImageOps.fit(img, (min(img.size),) * 2, method=Image.Resampling.BICUBIC)
+    return np.asarray(square.resize((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.uint8)
+
+
+def load_small(source: bytes | str | os.PathLike, name: str | None = None,
+               thumb_side: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the 32x32 image as HWC uint8, its thumbnail or None): what teaching keeps of an image. ImageError when
+    the file is not an image."""
+    img = open_image(source, name)
+    try:
+        return np.asarray(to_network_size(img), dtype=np.uint8), thumbnail(img, thumb_side) if thumb_side else None
+    finally:
+        img.close()
+
+
+def load_input(source: bytes | str | os.PathLike,
+               name: str | None = None) -> tuple[torch.Tensor, Image.Image, Image.Image]:
     """(network input, the 32x32 image, the decoded original)."""
     img = open_image(source, name)
     small = to_network_size(img)

@@ -1,19 +1,22 @@
 """The CIFAR-10 ResNets of He et al. 2015, Sec. 4.2, and their plain (shortcut-free) twins.
 
 A 3x3 conv stem with 16 filters, three stages of n basic blocks on 32/16/8 maps with 16/32/64 filters,
-global average pooling and a 10-way linear layer: 6n+2 weighted layers.
+global average pooling and a linear layer with one output per class (CIFAR-10's ten unless the network was
+taught others, see classes.py): 6n+2 weighted layers.
 
 Every ReLU is its own non-inplace module and no module runs twice in a forward pass, so Captum's
 hook-based methods (GuidedBackprop, GuidedGradCam) see each activation exactly once.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_demo.nets.classes import check_names
 from resnet_demo.nets.paper import CLASSES, blocks_per_stage
 
 STAGE_WIDTHS = (16, 32, 64)
@@ -96,9 +99,12 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, arch: Arch, num_classes: int = len(CLASSES)):
+    """`classes`: the names of the outputs, in order (checked by classes.check_names); CIFAR-10's by default."""
+
+    def __init__(self, arch: Arch, classes: Sequence[str] | None = None):
         super().__init__()
         self.arch = arch
+        self.classes: tuple[str, ...] = CLASSES if classes is None else check_names(classes)
         n = blocks_per_stage(arch.depth)
         self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
@@ -114,7 +120,7 @@ class CifarResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.fc = nn.Linear(in_planes, len(self.classes))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -137,8 +143,16 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def build_model(depth: int = 20, plain: bool = False, shortcut: str = "A") -> CifarResNet:
-    return CifarResNet(Arch(depth=depth, plain=plain, shortcut=shortcut))
+def build_model(depth: int = 20, plain: bool = False, shortcut: str = "A",
+                classes: Sequence[str] | None = None) -> CifarResNet:
+    return CifarResNet(Arch(depth=depth, plain=plain, shortcut=shortcut), classes)
+
+
+def classes_of(model: nn.Module) -> tuple[str, ...]:
+    """The class names of a network's outputs (through DDP/compile wrappers); CIFAR-10's for a bare module."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    return getattr(model, "classes", CLASSES)
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,4 +1,7 @@
-"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix, and every image's prediction."""
+"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix, and every image's prediction.
+
+The classes are the split's (CIFAR-10's ten, or those a network was taught); a network is evaluated only on
+images labelled with its own classes, in its own order (cifar.select_classes picks and relabels them)."""
 from __future__ import annotations
 
 import io
@@ -13,6 +16,7 @@ from resnet_demo.base import faults
 from resnet_demo.base.storage import atomic_write_bytes
 from resnet_demo.data.cifar import Split
 from resnet_demo.data.loader import DeviceLoader, eval_batch_size
+from resnet_demo.nets.model import classes_of
 from resnet_demo.nets.paper import CLASSES
 
 
@@ -28,34 +32,39 @@ def _predict(model: torch.nn.Module, split: Split, device, batch_size: int | Non
         plain.append(F.softmax(model(x).float(), dim=1).cpu())
         if flip:
             mirrored.append(F.softmax(model(x.flip(3)).float(), dim=1).cpu())
-    empty = np.zeros((0, len(CLASSES)), np.float32)
+    empty = np.zeros((0, len(classes_of(model))), np.float32)
     join = lambda ps: torch.cat(ps).numpy() if ps else empty  # noqa: E731
     return join(plain), (join(mirrored) if flip else None)
 
 
 def predict_probs(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu",
                   batch_size: int | None = None, flip_tta: bool = False) -> np.ndarray:
-    """Softmax probabilities (N, 10), float32. flip_tta averages with the mirrored image's probabilities."""
+    """Softmax probabilities (N, classes), float32. flip_tta averages with the mirrored image's probabilities."""
     p, p_flip = _predict(model, split, device, batch_size, flip_tta)
     return p if p_flip is None else (p + p_flip) / 2
 
 
-def confusion_matrix(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(10, 10) image counts; rows: true class, columns: predicted class."""
-    k = len(CLASSES)
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int = len(CLASSES)) -> np.ndarray:
+    """(k, k) image counts; rows: true class, columns: predicted class."""
+    k = num_classes
     return np.bincount(labels.astype(np.int64) * k + pred.astype(np.int64), minlength=k * k).reshape(k, k)
 
 
-def per_class_accuracy(confusion: np.ndarray) -> dict[str, float | None]:
+def per_class_accuracy(confusion: np.ndarray,
+                       classes: tuple[str, ...] | list[str] = CLASSES) -> dict[str, float | None]:
     """{class name: accuracy}, None for a class with no test image."""
+    if len(classes) != len(confusion):
+        raise ValueError(f"a {len(confusion)}-class confusion matrix but {len(classes)} class names")
     n = confusion.sum(1)
-    return {c: (float(confusion[i, i] / n[i]) if n[i] else None) for i, c in enumerate(CLASSES)}
+    return {c: (float(confusion[i, i] / n[i]) if n[i] else None) for i, c in enumerate(classes)}
 
 
-def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
+def summarize(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | list[str] = CLASSES) -> dict:
+    if probs.shape[1] != len(classes):
+        raise ValueError(f"{probs.shape[1]} probabilities per image but {len(classes)} class names")
     pred = probs.argmax(1)
-    confusion = confusion_matrix(pred, labels)
-    per_class = per_class_accuracy(confusion)
+    confusion = confusion_matrix(pred, labels, len(classes))
+    per_class = per_class_accuracy(confusion, classes)
     nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
@@ -68,13 +77,21 @@ def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 def evaluate(model: torch.nn.Module, split: Split, device: str | torch.device = "cpu", flip_tta: bool = False,
              batch_size: int | None = None) -> dict:
-    """The single-view summary; with flip_tta, the flip-averaged accuracy is reported beside it, never instead."""
+    """The single-view summary; with flip_tta, the flip-averaged accuracy is reported beside it, never instead.
+    The split's classes must be the network's (ValueError otherwise)."""
+    if tuple(split.classes) != classes_of(model):
+        raise ValueError(f"the network knows {_few(classes_of(model))}, but the images are labelled "
+                         f"{_few(split.classes)}")
     probs, mirrored = _predict(model, split, device, batch_size, flip_tta)  # 2 passes with flip_tta, not 3
-    result = summarize(probs, split.labels)
+    result = summarize(probs, split.labels, split.classes)
     result["probs"] = probs
     if mirrored is not None:
-        result["accuracy_flip_tta"] = summarize((probs + mirrored) / 2, split.labels)["accuracy"]
+        result["accuracy_flip_tta"] = summarize((probs + mirrored) / 2, split.labels, split.classes)["accuracy"]
     return result
+
+
+def _few(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def save_predictions(path: str | os.PathLike, probs: np.ndarray, labels: np.ndarray) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from resnet_demo.nets.model import CifarResNet
-from resnet_demo.nets.paper import CLASSES, IMAGE_SIZE, MEAN, STD
+from resnet_demo.nets.paper import IMAGE_SIZE, MEAN, STD
 from resnet_demo.store.registry import ModelEntry
 from resnet_demo.store.weights import model_bytes
 
@@ -30,20 +30,22 @@ class ExportError(ValueError):
 
 def metadata(entry: ModelEntry) -> dict:
     """What a user of the file needs to run it (JSON values; ONNX stores them as strings)."""
+    classes = list(entry.classes)
     meta = {
         "name": entry.name,
         "label": entry.label,
         "arch": entry.arch.to_dict(),
-        "classes": list(CLASSES),
+        "classes": classes,
         "normalization": {"mean": list(MEAN), "std": list(STD)},
         "input": {"name": "image", "shape": ["N", 3, IMAGE_SIZE, IMAGE_SIZE], "layout": "NCHW", "dtype": "float32",
                   "color": "RGB", "preprocess": "(pixel / 255 - mean) / std, per channel"},
-        "output": {"name": "logits", "shape": ["N", len(CLASSES)],
+        "output": {"name": "logits", "shape": ["N", len(classes)],
                    "meaning": "one logit per class in the order of 'classes'; softmax gives probabilities"},
         "paper": "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. arXiv:1512.03385",
     }
     if entry.test_accuracy is not None:
-        meta["cifar10_test_accuracy"] = round(float(entry.test_accuracy), 4)
+        key = "cifar10_test_accuracy" if entry.is_cifar10 else "held_out_accuracy"
+        meta[key] = round(float(entry.test_accuracy), 4)
     return meta
 
 
@@ -80,7 +82,8 @@ def onnx_bytes(model: CifarResNet, entry: ModelEntry) -> bytes:
                                     input_names=["image"], output_names=["logits"],
                                     dynamic_shapes=({0: torch.export.Dim("batch")},))
     proto = program.model_proto
-    proto.doc_string = f"{entry.label} on CIFAR-10 (He et al. 2015), exported from resnet_demo"
+    data = "CIFAR-10" if entry.is_cifar10 else f"{len(entry.classes)} classes of its own"
+    proto.doc_string = f"{entry.label} on {data} (He et al. 2015), exported from resnet_demo"
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, {k: v if isinstance(v, str) else json.dumps(v)
                                         for k, v in metadata(entry).items()})

@@ -53,6 +53,9 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
         record = json.loads((run / "metrics.json").read_text())
     except FileNotFoundError:
         raise WeightsError(f"{run} is not a finished run (no metrics.json); finish or --resume it first") from None
+    if record.get("taught_from") or tuple(record.get("classes") or CLASSES) != CLASSES:
+        raise WeightsError(f"{run} holds a model taught classes of its own; only CIFAR-10 models are shipped, since "
+                           f"every shipped figure is measured on CIFAR-10's test set")
     model, meta = load_model(run / record["file"], record.get("sha256"))
     name = name or meta["arch"].name
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Model weights as safetensors files (never a pickle): the file format, its checks, and nothing else.
 
-A model file carries its architecture in the safetensors metadata, so it can be rebuilt without guessing.
+A model file carries its architecture and its class names in the safetensors metadata, so it can be rebuilt
+without guessing (a file without names, if one turns up, means CIFAR-10's ten).
 Loading checks the sha256 (when known) and that every tensor matches the architecture, into a fresh model:
 a bad file raises WeightsError and nothing is half-loaded. The same tensors and metadata always give the same
 bytes (the header is written canonically), so a file's sha256 is a fingerprint of the weights.
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 from resnet_demo.base.storage import atomic_write_bytes, sha256_bytes
-from resnet_demo.nets.model import Arch, CifarResNet
+from resnet_demo.nets.classes import ClassNameError, check_names
+from resnet_demo.nets.model import Arch, CifarResNet, classes_of
 from resnet_demo.nets.paper import CLASSES, MEAN, STD
 
 FORMAT = "resnet-demo-weights/1"
@@ -60,7 +62,7 @@ def model_bytes(model: torch.nn.Module, arch: Arch, dtype: torch.dtype | None = 
     meta = {
         "format": FORMAT,
         "arch": json.dumps(arch.to_dict()),
-        "classes": json.dumps(list(CLASSES)),
+        "classes": json.dumps(list(classes_of(model))),
         "normalization": json.dumps({"mean": MEAN, "std": STD}),
     }
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
@@ -83,9 +85,12 @@ def read_header(data: bytes, where: str) -> dict:
     if n > len(data) - 8 or n > MAX_HEADER:
         raise WeightsError(f"{where} is not a safetensors file, or it is truncated")
     try:
-        return json.loads(data[8:8 + n])
+        header = json.loads(data[8:8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightsError(f"{where} has a corrupt header: {e}") from e
+    if not isinstance(header, dict):
+        raise WeightsError(f"{where} has a corrupt header: not a table of tensors")
+    return header
 
 
 def load_model(path: str | os.PathLike, sha256: str | None = None,
@@ -98,40 +103,57 @@ def load_model(path: str | os.PathLike, sha256: str | None = None,
         raise WeightsError(f"weights file {path} does not exist") from None
     except OSError as e:
         raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    return load_model_bytes(data, str(path), sha256, device)
+
+
+def load_model_bytes(data: bytes, where: str = "the model file", sha256: str | None = None,
+                     device: str | torch.device = "cpu") -> tuple[CifarResNet, dict]:
+    """load_model for a file already in memory (an upload, a project file's model); `where` names it in messages.
+    The metadata's "classes" is the list of checked names (CIFAR-10's when the file names none), "arch" an Arch."""
     if sha256 is not None and sha256_bytes(data) != sha256:
-        raise WeightsError(f"{path} does not match its recorded sha256 (expected {sha256[:12]}…, got "
+        raise WeightsError(f"{where} does not match its recorded sha256 (expected {sha256[:12]}…, got "
                            f"{sha256_bytes(data)[:12]}…): the file is damaged or was replaced")
-    header = read_header(data, str(path))
-    meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items() if k != "format"}
-    if header.get("__metadata__", {}).get("format") != FORMAT or "arch" not in meta:
-        raise WeightsError(f"{path} is a safetensors file but not one of this project's models "
-                           "(no architecture recorded)")
-    try:
-        arch = Arch.from_dict(meta["arch"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"{path} records an invalid architecture: {e}") from e
+    arch, classes, meta = _parse_meta(read_header(data, where), where)
     from safetensors.torch import load
 
     try:
         state = load(data)
     except Exception as e:  # SafetensorError and friends: truncated or corrupt payload
-        raise WeightsError(f"{path} is corrupt: {e}") from e
-    model = CifarResNet(arch)
+        raise WeightsError(f"{where} is corrupt: {e}") from e
+    model = CifarResNet(arch, classes)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
         raise WeightsError(
-            f"{path} does not fit {arch.label}: "
+            f"{where} does not fit {arch.label}{'' if classes == CLASSES else f' with {len(classes)} classes'}: "
             + "; ".join(s for s in (
                 f"missing {', '.join(missing[:3])}" if missing else "",
                 f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
                 f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if s))
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True)
-    meta["arch"] = arch
+    meta["arch"], meta["classes"] = arch, list(classes)
     return model.to(device).eval(), meta
+
+
+def _parse_meta(header: dict, where: str) -> tuple[Arch, tuple[str, ...], dict]:
+    """(architecture, class names, every metadata value decoded) of a model file's header."""
+    raw = header.get("__metadata__")
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or "arch" not in raw:
+        raise WeightsError(f"{where} is a safetensors file but not one of this project's models (no architecture "
+                           f"recorded)")
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
+        arch = Arch.from_dict(meta["arch"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{where} records an invalid architecture: {e}") from e
+    try:
+        classes = check_names(meta["classes"]) if "classes" in meta else CLASSES
+    except ClassNameError as e:
+        raise WeightsError(f"{where} records invalid class names: {e}") from e
+    return arch, classes, meta
 
 
 def read_file_header(path: str | os.PathLike) -> dict:
@@ -144,8 +166,14 @@ def read_file_header(path: str | os.PathLike) -> dict:
 
 def read_arch(path: str | os.PathLike) -> Arch:
     """The architecture a model file records, from its header alone."""
-    header = read_file_header(path)
+    return read_file_meta(path)[0]
+
+
+def read_file_meta(path: str | os.PathLike) -> tuple[Arch, tuple[str, ...]]:
+    """(architecture, class names) a model file records, from its header alone."""
     try:
-        return Arch.from_dict(json.loads(header["__metadata__"]["arch"]))
-    except (KeyError, ValueError, TypeError) as e:
-        raise WeightsError(f"{path} is not one of this project's models: {e}") from e
+        header = read_file_header(path)
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {path}: {e.strerror or e}") from None
+    arch, classes, _ = _parse_meta(header, str(path))
+    return arch, classes
