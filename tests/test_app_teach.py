@@ -92,7 +92,8 @@ def test_classes_images_the_minimum_and_deleting(env):
     assert "already in the class red square" in notes and "not an image" in notes
 
     at.toggle(key=f"teach_camera_on_{second.id}").set_value(True).run()
-    at.camera_input(key=f"teach_camera_{second.id}_0").set_value(("shot.jpg", photo("green disc", 99, fmt="JPEG"), "image/jpeg")).run()
+    shot = ("shot.jpg", photo("green disc", 99, fmt="JPEG"), "image/jpeg")
+    at.camera_input(key=f"teach_camera_{second.id}_0").set_value(shot).run()
     assert_clean(at)
     assert len(second.examples) == 5  # one shot, one image
     assert not at.button(key="teach_train").disabled and not at.button(key="teach_compare").disabled
@@ -129,7 +130,8 @@ def test_train_then_compare_and_the_model_reaches_every_page_of_the_tab(env):
     assert sum(map(sum, record["confusion"])) == 3 and len(record["confusion"]) == 3
     assert "Held-out accuracy" in metrics(at)
     assert model.entry.label == "Taught: red square / green disc / blue bar (ResNet-8)"
-    assert any(c.proto.figure for c in at.get("plotly_chart"))  # the confusion matrix
+    confusion = [c for c in at.get("plotly_chart") if "teach_confusion_taught" in c.proto.id]
+    assert len(confusion) == 1 and all(k in confusion[0].proto.spec for k in KINDS)  # the confusion matrix
 
     at.button(key="teach_compare").click()
     at = until_taught(at)

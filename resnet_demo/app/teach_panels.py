@@ -24,7 +24,7 @@ from .charts.testset import confusion_figure
 from .plain import plain
 
 HOLDOUT = 0.2  # of each class's images, held out to test on: 1 of the minimum 5
-STEPS = (50, 100, 150, 250, 400)
+STEPS = (25, 50, 100, 150, 250, 400)
 DEFAULT_STEPS = TeachConfig.steps  # 150: the length the core's benchmark times
 RUN_TITLES = {"taught": "Held-out accuracy", "trained": "Started trained", "scratch": "Started from random weights"}
 MISTAKES_SHOWN = 24
