@@ -318,16 +318,16 @@ def cmd_teach(args) -> int:
                                     "from_scratch_wall_time_s": results["scratch"].record["wall_time_s"]}
     record = save_result(result, out)
     if args.project:
-        _save_teach_project(args.project, data, thumbnails, out, record)
+        _save_teach_project(args.project, data, thumbnails, result, record)
     _report_teach(args, out, record)
     return 0
 
 
-def _save_teach_project(path: str, data, thumbnails, out: Path, record: dict) -> None:
+def _save_teach_project(path: str, data, thumbnails, result, record: dict) -> None:
     from resnet_demo.store.project import Project, save_project
+    from resnet_demo.training.teach import result_bytes
 
-    model = (out / "model.safetensors").read_bytes()
-    save_project(path, Project(data.classes, data.images, data.labels, thumbnails, model, record))
+    save_project(path, Project(data.classes, data.images, data.labels, thumbnails, result_bytes(result), record))
     print(f"saved the project (classes, images, model) to {path}", file=sys.stderr)
 
 

@@ -40,7 +40,7 @@ COMMANDS = _commands()
 COVERED = ("pip install -r requirements.txt", "streamlit run streamlit_app.py", "python -m pytest",
            "python -m resnet_demo models", "python -m resnet_demo info", "python -m resnet_demo predict",
            "python -m resnet_demo evaluate", "python -m resnet_demo download", "python -m resnet_demo export",
-           "python -m resnet_demo train")  # what the tests below run
+           "python -m resnet_demo train", "python -m resnet_demo teach")  # what the tests below run
 
 
 def _command(prefix: str) -> str:
@@ -192,6 +192,31 @@ def test_train_stop_and_resume(laptop):
         assert "built-in 5,000-image subset" in err and (out / "checkpoint.safetensors").is_file()
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["status"] for e in events if e["type"] == "end"] == ["stopped", "stopped"]
+
+
+@pytest.mark.slow
+def test_teach_a_folder_of_photos_then_predict_with_its_names(laptop):
+    """The teach line as written (the shipped ResNet-20, the default steps) on a folder of three classes."""
+    import numpy as np
+    from PIL import Image
+
+    cwd, _ = laptop
+    command = _command("python -m resnet_demo teach")
+    argv = shlex.split(command)
+    photos, out = cwd / argv[3], cwd / argv[argv.index("--out") + 1]
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("mug", "plant", "lamp")):
+        (photos / name).mkdir(parents=True)
+        for i in range(6):
+            colour = np.array([[220, 40, 40], [40, 180, 60], [40, 60, 220]][c])
+            pixels = np.clip(colour + rng.normal(0, 30, (120, 160, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(photos / name / f"{i}.jpg")
+    proc = _run(command, laptop, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "held-out accuracy:" in proc.stdout and (out / "model.safetensors").is_file()
+    proc = _run(f"python -m resnet_demo predict {photos / 'plant' / '0.jpg'} --model {out} --json", laptop)
+    assert proc.returncode == 0, proc.stderr
+    assert {t["label"] for t in json.loads(proc.stdout)["top"]} == {"mug", "plant", "lamp"}
 
 
 # ------------------------------------------------------------------ the results table against the manifest

@@ -43,6 +43,14 @@ class Chosen:
     def label_name(self) -> str | None:
         return CLASSES[self.label] if self.label is not None else None
 
+    def label_in(self, classes: tuple[str, ...]) -> int | None:
+        """The true class as an index into a model's classes: a test image's CIFAR-10 label for a CIFAR-10 model,
+        the class of that name for a model taught other classes, None when the model has no such class."""
+        if self.label is None:
+            return None
+        name = CLASSES[self.label]
+        return classes.index(name) if name in classes else None
+
 
 def current() -> Chosen | None:
     return st.session_state.get(CURRENT)

@@ -173,8 +173,8 @@ def _caps(manifest_images: int | None = None) -> dict[str, int]:
 def _members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """The zip's members by name, after refusing anything a project file does not hold."""
     infos = zf.infolist()
-    if len(infos) > len(MEMBERS):
-        raise ProjectError(f"the file holds {len(infos)} members; a project file holds at most {len(MEMBERS)}")
+    if len(infos) > 4 * len(MEMBERS):
+        raise ProjectError(f"the file holds {len(infos):,} members; a project file holds at most {len(MEMBERS)}")
     found: dict[str, zipfile.ZipInfo] = {}
     caps = _caps()
     for info in infos:

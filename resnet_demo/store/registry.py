@@ -91,7 +91,13 @@ class ModelEntry:
     @property
     def is_cifar10(self) -> bool:
         """Whether the model tells CIFAR-10's ten classes apart (the test set, its pages and the default apply)."""
-        return is_cifar10(self.classes)
+        return is_cifar10(self.classes) and not self.taught
+
+    @property
+    def taught(self) -> bool:
+        """Whether it was taught classes of a class's own (training/teach.py): its accuracy is on a few held-out
+        images, not on CIFAR-10's test set."""
+        return bool(self.record.get("taught_from"))
 
     @property
     def at_chance_level(self) -> bool:
@@ -240,6 +246,6 @@ def default_model(entries: list[ModelEntry] | None = None) -> ModelEntry:
     if not entries:
         raise WeightsError("no trained model yet: weights/manifest.json lists none and runs/ holds no finished run. "
                            "Train one with `python -m resnet_demo train --depth 20 --preset classroom`.")
-    entries = [m for m in entries if m.is_cifar10] or entries
+    entries = [m for m in entries if m.is_cifar10] or entries  # is_cifar10 is False for any taught model
     residual = [m for m in entries if not m.arch.plain]
     return max(residual or entries, key=lambda m: m.test_accuracy or 0.0)

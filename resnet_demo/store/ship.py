@@ -53,6 +53,9 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
         record = json.loads((run / "metrics.json").read_text())
     except FileNotFoundError:
         raise WeightsError(f"{run} is not a finished run (no metrics.json); finish or --resume it first") from None
+    if record.get("taught_from") or tuple(record.get("classes") or CLASSES) != CLASSES:
+        raise WeightsError(f"{run} holds a model taught classes of its own; only CIFAR-10 models are shipped, since "
+                           f"every shipped figure is measured on CIFAR-10's test set")
     model, meta = load_model(run / record["file"], record.get("sha256"))
     name = name or meta["arch"].name
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,7 +64,8 @@ def ship_run(run: Path, name: str | None = None, fp16: bool = False, data_dir: s
     data = load_or_download(data_dir, download)
     result = evaluate(shipped, data.test, "cpu", flip_tta=True)
     save_predictions(directory / f"{name}.preds.npz", result["probs"], data.test.labels)
-    write_events(directory / f"{name}.history.jsonl", thin_history(read_events(run / record.get("history", "events.jsonl"))))
+    history = read_events(run / record.get("history", "events.jsonl"))
+    write_events(directory / f"{name}.history.jsonl", thin_history(history))
     record.update(
         name=name, file=f"{name}.safetensors", sha256=sha, history=f"{name}.history.jsonl",
         predictions=f"{name}.preds.npz", stored_dtype="float16" if fp16 else "float32",

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_demo.base.device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
-from resnet_demo.base.storage import atomic_write_json
+from resnet_demo.base.storage import atomic_write_bytes, atomic_write_json, sha256_bytes
 from resnet_demo.data.cifar import Split
 from resnet_demo.data.loader import PAD, channel_stats, normalize
 from resnet_demo.nets.classes import ClassNameError, check_names
@@ -45,7 +45,7 @@ from resnet_demo.nets.paper import MEAN, STD
 from resnet_demo.store.evaluate import confusion_matrix, per_class_accuracy
 from resnet_demo.store.events import Listener
 from resnet_demo.store.registry import ModelEntry, classes_label, resolve, shipped_models
-from resnet_demo.store.weights import WeightsError, save_model
+from resnet_demo.store.weights import WeightsError, model_bytes
 
 SCRATCH = "scratch"
 MAX_STEPS = 5000
@@ -383,12 +383,17 @@ def teach_both(data: Split, config: TeachConfig = TeachConfig(), listener: Liste
     return results
 
 
+def result_bytes(result: TeachResult) -> bytes:
+    """The taught network as a model file's bytes (what save_result writes, and a project file holds)."""
+    return model_bytes(result.model, result.model.arch, extra={"taught_from": result.record["taught_from"]})
+
+
 def save_result(result: TeachResult, out: str | os.PathLike) -> dict:
     """Write OUT/model.safetensors, then OUT/metrics.json last (each atomically; metrics.json's presence marks a
     finished teach, as it does a run: the registry lists it as run:<folder name>). Returns the record written."""
     out = Path(out)
-    sha = save_model(out / "model.safetensors", result.model, result.model.arch,
-                     extra={"taught_from": result.record["taught_from"]})
-    record = {**result.record, "file": "model.safetensors", "sha256": sha}
+    data = result_bytes(result)
+    atomic_write_bytes(out / "model.safetensors", data)
+    record = {**result.record, "file": "model.safetensors", "sha256": sha256_bytes(data)}
     atomic_write_json(out / "metrics.json", record)
     return record

@@ -10,10 +10,11 @@ import plotly.graph_objects as go
 import torch
 
 from resnet_demo.nets.inference import top_k
+from resnet_demo.nets.paper import CLASSES
 
 from .style import BLUE, GREEN, GREY, RED, style
 
-LABEL_PX = 92  # room for the longest class name ("automobile") beside its bar; automargin alone clips it
+LABEL_PX = 92  # room for the longest CIFAR-10 name ("automobile") beside its bar; automargin alone clips it
 
 
 def bar_colors(indices: list[int], true_label: int | None) -> list[str]:
@@ -26,14 +27,17 @@ def bar_colors(indices: list[int], true_label: int | None) -> list[str]:
     return colors
 
 
-def top5_figure(probs: torch.Tensor, true_label: int | None, height: int = 210) -> go.Figure:
-    rows = top_k(probs, 5)[::-1]
+def top5_figure(probs: torch.Tensor, true_label: int | None, classes: tuple[str, ...] = CLASSES,
+                height: int = 210) -> go.Figure:
+    """The top five (fewer for a model of fewer classes) of `classes`, the model's class names."""
+    rows = top_k(probs, 5, classes)[::-1]
     fig = go.Figure(go.Bar(
         x=[100 * r["prob"] for r in rows], y=[r["label"] for r in rows], orientation="h",
         marker_color=bar_colors([r["index"] for r in rows], true_label),
         text=[f"{100 * r['prob']:.1f}%" for r in rows], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
-    style(fig, height, legend=None, margin=dict(l=LABEL_PX, r=48, t=4, b=4))
+    longest = max(len(r["label"]) for r in rows)
+    style(fig, height, legend=None, margin=dict(l=max(LABEL_PX, min(300, 9 * longest)), r=48, t=4, b=4))
     fig.update_layout(xaxis=dict(range=[0, 100], visible=False, fixedrange=True),
                       yaxis=dict(fixedrange=True, tickfont=dict(size=14), automargin=True, ticksuffix=" "),
                       plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)")

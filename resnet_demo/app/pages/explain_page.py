@@ -12,7 +12,6 @@ import torch
 from resnet_demo.interpret import explain
 from resnet_demo.interpret.explain import METHODS, Attribution
 from resnet_demo.nets.inference import probabilities, top_k
-from resnet_demo.nets.paper import CLASSES
 from resnet_demo.store.registry import ModelEntry
 
 from .. import inputs, pickers, state
@@ -34,21 +33,23 @@ def _method_picker(container) -> str:
     return method
 
 
-def _target_picker(container, chosen: inputs.Chosen, probs: torch.Tensor) -> int:
-    best = top_k(probs, 1)[0]
-    options = [PREDICTED] + ([TRUE] if chosen.label is not None else []) + list(CLASSES)
+def _target_picker(container, chosen: inputs.Chosen, probs: torch.Tensor, classes: tuple[str, ...]) -> int:
+    """The class to explain, as an index into the model's `classes`."""
+    best = top_k(probs, 1, classes)[0]
+    true = chosen.label_in(classes)
+    options = [PREDICTED] + ([TRUE] if true is not None else []) + list(classes)
 
     def label(o: str) -> str:
         if o == PREDICTED:
             return f"Predicted: {best['label']} ({100 * best['prob']:.0f}%)"
         if o == TRUE:
-            return f"True class: {chosen.label_name} ({100 * float(probs[chosen.label]):.0f}%)"
-        return f"{o} ({100 * float(probs[CLASSES.index(o)]):.1f}%)"
+            return f"True class: {classes[true]} ({100 * float(probs[true]):.0f}%)"
+        return f"{o} ({100 * float(probs[classes.index(o)]):.1f}%)"
 
     if st.session_state.get("explain_target") not in options:
         st.session_state["explain_target"] = PREDICTED
     choice = container.selectbox("Explain which class?", options, key="explain_target", format_func=label)
-    return best["index"] if choice == PREDICTED else chosen.label if choice == TRUE else CLASSES.index(choice)
+    return best["index"] if choice == PREDICTED else true if choice == TRUE else classes.index(choice)
 
 
 def _options(method: str) -> dict:
@@ -101,7 +102,7 @@ def _one(entry, chosen, method, target, opts, opacity) -> None:
     cols = st.columns(2, gap="small")
     cols[0].image(explain.upscale(chosen.small, SIZE), width=SIZE, caption="What the network sees (32x32)")
     cols[1].image(explain.overlay(chosen.small, a.map, opacity, SIZE), width=SIZE,
-                  caption=f"{METHODS[method].label} for “{CLASSES[target]}”")
+                  caption=f"{METHODS[method].label} for “{entry.classes[target]}”")
     with cols[1]:
         _legend()
     st.markdown(f"**{METHODS[method].label}**: {METHODS[method].summary}")
@@ -117,7 +118,7 @@ def _all(entry, chosen, target, opts, opacity) -> None:
         cols[i].image(explain.overlay(chosen.small, a.map, opacity, SIZE), width="stretch",
                       caption=f"{METHODS[method].label} · {a.seconds:.2f} s")
     with cols[7]:
-        st.caption(f"Each map explains “{CLASSES[target]}” on {entry.label}; the times are this server's.")
+        st.caption(f"Each map explains “{entry.classes[target]}” on {entry.label}; the times are this server's.")
         st.image(explain.colorize(np.tile(np.linspace(0, 1, 256), (10, 1))), width="stretch",
                  caption="low → high attribution")
 
@@ -145,7 +146,7 @@ def render() -> None:
         return
     inputs.set_current(chosen)
     probs = probabilities(state.load(entry), chosen.x)[0]
-    target = _target_picker(head[2], chosen, probs)
+    target = _target_picker(head[2], chosen, probs, entry.classes)
     with right:
         if method == ALL:
             _all(entry, chosen, target, opts, opacity)

@@ -12,7 +12,6 @@ import torch
 
 from resnet_demo.data.images import upscale
 from resnet_demo.interpret import anatomy, knockout
-from resnet_demo.nets.paper import CLASSES
 from resnet_demo.store.registry import ModelEntry
 
 from .. import inputs, inside_data, pickers, state
@@ -56,10 +55,9 @@ def _clamped_slider(label: str, top: int, key: str, **kw) -> int:
 def _verdict(a: anatomy.Anatomy, chosen: inputs.Chosen, entry: ModelEntry) -> None:
     probs = np.exp(a.logits - a.logits.max())
     probs /= probs.sum()
-    best = int(probs.argmax())
-    right = "" if chosen.label is None else (" :green[right]" if best == chosen.label else
-                                             f" :red[wrong: it is a {chosen.label_name}]")
-    st.markdown(f"{entry.label} says **{CLASSES[best]}** ({100 * probs[best]:.1f}%){right}")
+    best, true = int(probs.argmax()), chosen.label_in(entry.classes)
+    right = "" if true is None else (" :green[right]" if best == true else f" :red[wrong: it is a {chosen.label_name}]")
+    st.markdown(f"{entry.label} says **{entry.classes[best]}** ({100 * probs[best]:.1f}%){right}")
 
 
 # --- feature maps ------------------------------------------------------------------------------------------
@@ -69,7 +67,7 @@ def _maps(a: anatomy.Anatomy, chosen: inputs.Chosen) -> None:
                 "colours and edges at full resolution; later ones to larger, more abstract parts, on coarser maps.")
     cols = st.columns(4, gap="small")
     cols[0].image(upscale(chosen.small, SIZE), width="stretch", caption="Input, 32×32")
-    for col, (i, m) in zip(cols[1:], enumerate(a.stages, start=1)):
+    for col, (i, m) in zip(cols[1:], enumerate(a.stages, start=1), strict=False):
         c, h, w = m.shape
         col.image(sequential(anatomy.tile(m), SIZE), width="stretch",
                   caption=f"Stage {i}: {c} channels of {h}×{w}")
@@ -113,7 +111,7 @@ def _blocks(a: anatomy.Anatomy) -> None:
     pieces.append(("output: ReLU(F(x) + x)" if not plain else "output: ReLU(F(x))", part.output))
     scale = max(float(np.abs(p[channel]).max()) for _, p in pieces)
     cols = st.columns(4, gap="small")
-    for col, (name, maps) in zip(cols, pieces):
+    for col, (name, maps) in zip(cols, pieces, strict=False):
         col.image(diverging(maps[channel], scale, SIZE // 2), width="stretch",
                   caption=f"{name} · RMS {anatomy.BlockParts.rms(maps, channel):.3f}")
     st.image(colorbar("RdBu_r"), width=SIZE, caption=f"one scale for all: −{scale:.2f} (blue) … 0 (white) … "
@@ -133,7 +131,8 @@ def _blocks(a: anatomy.Anatomy) -> None:
                     key="inside_rms", config=CONFIG)
     st.caption("He et al. argue that where the identity is nearly right, a residual block only has to learn a "
                "small correction F(x) on top of x (their Fig. 7 measures it over the test set; see the Paper "
-               "page). The red bars against the grey ones show how large the correction is on this image, block by block."
+               "page). The red bars against the grey ones show how large the correction is on this image, block by "
+               "block."
                if not plain else "Switch to a ResNet to see F(x) beside the shortcut x.")
 
 
@@ -160,7 +159,8 @@ def _how_measured(rec: dict) -> str:
     minutes = rec.get("wall_s", 0) / 60
     procs = rec.get("processes", 1)
     return (f"{rec['images']:,} images, {minutes:.0f} min in fp32 on {rec.get('hardware', 'a CPU')}"
-            + (f" × {procs} processes" if procs > 1 else "") + f", with `{rec.get('command', 'scripts/inside_tables.py')}`")
+            + (f" × {procs} processes" if procs > 1 else "")
+            + f", with `{rec.get('command', 'scripts/inside_tables.py')}`")
 
 
 def _on_bar_click() -> None:
@@ -204,8 +204,9 @@ def _knockout(entry: ModelEntry) -> None:
                         config=CONFIG)
         rows = rec["blocks"]
         resid = [r for r in rows if not r["downsamples"]]
+        median = 100 * float(np.median([r["accuracy"] for r in resid]))
         st.caption(f"Measured on the full CIFAR-10 test set ({_how_measured(rec)}). Without one of the {len(resid)} "
-                   f"blocks that keep the map size: median {100 * float(np.median([r['accuracy'] for r in resid])):.1f}%, "
+                   f"blocks that keep the map size: median {median:.1f}%, "
                    f"worst {100 * min(r['accuracy'] for r in resid):.1f}%. **Click a bar** to try that block live.")
     else:
         covered = [r.get("label", n) for n, r in table.get("models", {}).items()]
@@ -245,8 +246,9 @@ def _current_image(entry: ModelEntry, chosen: inputs.Chosen, index: int, label: 
     c0, c1 = int(p0.argmax()), int(p1.argmax())
     cols = st.columns([1, 4], vertical_alignment="center")
     cols[0].image(upscale(chosen.small, 96), width=96)
-    cols[1].markdown(f"{chosen.name}: intact **{CLASSES[c0]}** ({100 * float(p0[c0]):.0f}%) → without block {label} "
-                     f"**{CLASSES[c1]}** ({100 * float(p1[c1]):.0f}%)")
+    names = entry.classes
+    cols[1].markdown(f"{chosen.name}: intact **{names[c0]}** ({100 * float(p0[c0]):.0f}%) → without block {label} "
+                     f"**{names[c1]}** ({100 * float(p1[c1]):.0f}%)")
 
 
 def render() -> None:
@@ -259,6 +261,10 @@ def render() -> None:
         return
     view = _view_picker(head[1])
     if view == "knockout":
+        if not entry.is_cifar10:  # its accuracy would be counted against CIFAR-10 labels it was never taught
+            st.info(f"The knockout counts right answers on CIFAR-10's test images, and {entry.label} was taught "
+                    f"other classes. Pick a CIFAR-10 model for it; the other two views work with any model.")
+            return
         _knockout(entry)
         return
     left, right = st.columns([1.1, 2.6], gap="large")

@@ -7,7 +7,7 @@ import torch
 
 from resnet_demo.data.images import upscale
 from resnet_demo.nets.inference import probabilities, top_k
-from resnet_demo.store.registry import ModelEntry, model_label
+from resnet_demo.store.registry import ModelEntry, classes_label, model_label
 
 from .. import downloads, inputs, pickers, state
 from ..charts.predictions import top5_figure
@@ -16,12 +16,12 @@ from ..plain import plain
 
 SEEN_PX = 256  # the 32x32 input drawn 8x, nearest neighbour: every pixel the network gets is visible
 PER_ROW = 2  # top-5 charts side by side below the image when they do not fit beside it
-ONE_OF_TEN = ("The network must answer with one of its ten classes, whatever the picture shows: a rocket or a "
-              "tissue still gets one of them, often with high confidence.")
+ONE_OF_TEN = ("The network must answer with one of the classes it knows, whatever the picture shows: a rocket or "
+              "a tissue still gets one of them, often with high confidence.")
 
 
-def _verdict(probs: torch.Tensor, true_label: int | None) -> str:
-    best = top_k(probs, 1)[0]
+def _verdict(probs: torch.Tensor, true_label: int | None, classes: tuple[str, ...]) -> str:
+    best = top_k(probs, 1, classes)[0]
     text = f"**{best['label']}** · {100 * best['prob']:.1f}%"
     if true_label is None:
         return text
@@ -63,26 +63,30 @@ def _card(i: int, chosen: inputs.Chosen, results: list[tuple[ModelEntry, torch.T
             upscale(chosen.small, SEEN_PX), width="stretch",
             caption="The 32x32 test image" if is_test else "What the network sees: 32x32")
         chart_cols = cols[len(image_widths):] if one_row else _chart_columns(len(results))
-        for col, (entry, probs) in zip(chart_cols, results):
+        for col, (entry, probs) in zip(chart_cols, results, strict=False):
+            true_label = chosen.label_in(entry.classes)
             with col:
                 if not single:
                     st.markdown(f"**{entry.label}**")
-                st.markdown(_verdict(probs, chosen.label))
-                st.plotly_chart(top5_figure(probs, chosen.label), config=CONFIG,
+                st.markdown(_verdict(probs, true_label, entry.classes))
+                st.plotly_chart(top5_figure(probs, true_label, entry.classes), config=CONFIG,
                                 key=f"top5_{i}_{chosen.key}_{entry.name}", width="stretch")
-        if not is_test:  # a test image is one of the ten by construction; a photo may be anything
+        if not is_test or any(chosen.label_in(e.classes) is None for e, _ in results):  # a photo may be anything
             st.caption(ONE_OF_TEN)
         _explain_button(chosen, results[0][0], i)
 
 
 def render() -> None:
     st.title("Predict")
-    st.caption("What does a CIFAR-10 ResNet think your picture shows? It only ever sees 32x32 pixels "
-               "and knows ten classes.")
+    caption = st.empty()
     head = st.columns([1, 1.4])
     entry = pickers.model_picker(container=head[0])
     if entry is None:
         return
+    knows = ("ten classes" if entry.is_cifar10 else
+             f"the {len(entry.classes)} classes it was taught ({classes_label(entry.classes, 60)})")
+    caption.caption(f"What does a {'CIFAR-10 ' if entry.is_cifar10 else ''}ResNet think your picture shows? It "
+                    f"only ever sees 32x32 pixels and knows {knows}.")
     downloads.export_buttons(entry, head[0])
     others = [e for e in state.models() if e.name != entry.name]
     compare: list[str] = []

@@ -92,9 +92,13 @@ def render() -> None:
     st.title("Test set")
     st.caption("How a model does on the 10,000 CIFAR-10 test images it never trained on, and which ones it gets "
                "wrong. Everything here comes from the model's recorded evaluation, so it works without the data set.")
-    entries = state.models()
+    every = state.models()
+    entries = [e for e in every if e.is_cifar10]  # a taught model's test is its held-out images, not these
     if not entries:
-        state.no_models_message()
+        if every:
+            st.info("The models here were taught classes of their own; this page is about CIFAR-10's test set.")
+        else:
+            state.no_models_message()
         return
     left, right = st.columns([1, 2])
     entry = pickers.model_picker(entries=entries, container=left)
