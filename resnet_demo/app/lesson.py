@@ -23,6 +23,7 @@ from resnet_demo.server.teach_queue import Ticket
 from resnet_demo.store.project import Project, ProjectError
 from resnet_demo.store.registry import ModelEntry, classes_label
 from resnet_demo.store.weights import model_bytes
+from resnet_demo.training.teach import TeachResult, result_bytes
 
 from .plain import plain
 from .state import TAUGHT
@@ -252,10 +253,10 @@ def taught_model(model: CifarResNet, record: dict, tag: str, data: bytes | None 
     return TaughtModel(entry, model.eval(), tag, data)
 
 
-def from_results(results: dict, data: Split) -> Taught:
+def from_results(results: dict[str, TeachResult], data: Split) -> Taught:
     """What a finished fine-tune (TeachResult by run tag) leaves in the tab."""
     ordered = [t for t in RUN_TAGS if t in results]
-    models = [taught_model(results[t].model, results[t].record, t) for t in ordered]
+    models = [taught_model(results[t].model, results[t].record, t, result_bytes(results[t])) for t in ordered]
     first = results[ordered[0]]
     held_pred = {t: np.asarray(results[t].holdout_pred, np.int64) for t in ordered}
     return Taught(tuple(data.classes), models, data.images[first.holdout], data.labels[first.holdout], held_pred)
