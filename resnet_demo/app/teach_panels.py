@@ -81,7 +81,7 @@ def _buttons(work: lesson.Lesson, start: str, steps: int) -> None:
     off = bool(problems) or busy or locked
     train = st.button("Train", type="primary", icon=":material/school:", key="teach_train", disabled=off,
                       width="stretch", help=why or "Fine-tune the whole network on these images.")
-    compare = st.button("Compare: trained start vs. random weights", icon=":material/compare_arrows:",
+    compare = st.button("Compare with random weights", icon=":material/compare_arrows:",
                         key="teach_compare", disabled=off or start == SCRATCH, width="stretch",
                         help=why or ("Pick a trained network to start from." if start == SCRATCH else
                                      "Teach twice on the same images and held-out photos: from the network above "
@@ -229,7 +229,7 @@ def _scores(taught: lesson.Taught) -> None:
             st.markdown(f"Same images, same steps, same held-out photos: starting from a trained network scored "
                         f"**{100 * main_acc:.0f}%**, starting from random weights **{100 * scratch:.0f}%**. What a "
                         f"network learned on CIFAR-10 carries over to your classes: that is transfer learning.")
-    st.caption(f"{model_label(taught.main.entry)} · {plain(how(taught.main.record))}")
+    st.caption(f"{model_label(taught.main.entry)} · {how(taught.main.record)}")
 
 
 def how(record: dict) -> str:

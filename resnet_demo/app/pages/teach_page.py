@@ -18,7 +18,7 @@ from .. import finetunes, lesson, teach_panels, teacher, uploads
 from ..plain import plain
 
 KEY = "teach.lesson"  # session_state: this tab's Lesson
-PER_ROW = 8  # thumbnails in a row
+PER_ROW = 10  # thumbnails in a row
 MAX_FILES = 30  # images in one upload (the bytes a tab may hold at once are capped as on Predict)
 
 
