@@ -84,6 +84,7 @@ class Tab:
     index: int
     setup_s: float | None = None  # open Teach, name the classes, upload every image
     teach_s: float | None = None  # Train clicked -> held-out score shown (queue wait included)
+    core_s: float | None = None  # the fine-tune's own wall time, as its record says (training/teach.py)
     max_place: int = 0  # the highest place in the queue the page showed (0: never waited)
     accuracy: str | None = None
     error: str | None = None
@@ -125,6 +126,9 @@ async def _teach(page, tab: Tab) -> None:
             tab.teach_s = time.perf_counter() - t0
             metric = page.locator('[data-testid="stMetricValue"]').first
             tab.accuracy = await metric.inner_text() if await metric.count() else None
+            text = (await page.locator('[data-testid="stMain"]').inner_text()).replace("\u200b", "")
+            if m := re.search(r"held out, in ([\d.]+) s", text):
+                tab.core_s = float(m.group(1))
             return
         text = await page.locator('[data-testid="stMain"]').inner_text()
         if m := re.search(r"number (\d+) in the queue", text):
@@ -233,9 +237,9 @@ def report(r: dict) -> None:
           f"+{t['mb_per_tab_after_teach']:.1f} MB a tab once taught; {t['server_mb_after_close']:.0f} MB once the "
           f"tabs' sessions ended (peak {t['server_peak_mb']:.0f} MB)")
     for tab in t["tab_results"]:
-        print(f"  tab {tab['index']}: set up in {f(tab['setup_s'])}, taught in {f(tab['teach_s'])} (queue place "
-              f"up to {tab['max_place']}), held out {tab['accuracy']}" + (f"; ERROR {tab['error']}" if tab["error"]
-                                                                           else ""))
+        print(f"  tab {tab['index']}: set up in {f(tab['setup_s'])}; click to score {f(tab['teach_s'])}, of which the "
+              f"fine-tune itself {f(tab['core_s'])} (queue place up to {tab['max_place']}); held out "
+              f"{tab['accuracy']}" + (f"; ERROR {tab['error']}" if tab["error"] else ""))
     for name in ("baseline", "during_fine_tunes"):
         s = t[name]
         print(f"{name}: {s['students']} students; on the wire predict p50 {f(s['predict_p50_s'])}, p95 "
