@@ -6,7 +6,8 @@ from types import ModuleType
 import streamlit as st
 
 from . import teacher, threads, uploads
-from .pages import explain_page, fool_page, inside_page, paper_page, predict_page, testset_page, train_page
+from .pages import (explain_page, fool_page, inside_page, paper_page, predict_page, teach_page, testset_page,
+                    train_page)
 from .state import guarded
 
 PAGES = (
@@ -16,6 +17,7 @@ PAGES = (
     (fool_page, "Fool it", ":material/blur_on:", "fool"),
     (inside_page, "Inside", ":material/layers:", "inside"),
     (train_page, "Train", ":material/model_training:", "train"),
+    (teach_page, "Teach", ":material/school:", "teach"),
     (testset_page, "Test set", ":material/grid_on:", "testset"),
     (paper_page, "Paper", ":material/menu_book:", "paper"),
 )

@@ -1,4 +1,5 @@
-"""Shared app state: models cached once per server, the list of models on offer, query-param sync, error guarding."""
+"""Shared app state: models cached once per server, the list of models on offer (with the models this tab taught
+on the Teach page, which are the tab's own), query-param sync, error guarding."""
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,8 @@ log = logging.getLogger("resnet_demo.app")
 
 
 MODEL_UNREADABLE = "This model could not be loaded: its weights file is missing or damaged. Pick another model."
+TAUGHT = "taught"  # ModelEntry.source of a model taught in this tab: held in its session, never on disk
+_TAUGHT = "state.taught"  # session_state: {entry name: (ModelEntry, network)}, this tab's taught models
 
 
 def problem(message: str, exc: BaseException | None = None, warning: bool = False) -> None:
@@ -50,8 +53,24 @@ def _load(path: str, sha256: str | None, mtime: float) -> torch.nn.Module:
 
 
 def load(entry: ModelEntry) -> torch.nn.Module:
-    """The model, loaded once per server and shared by every session (read-only: eval mode, never trained)."""
+    """The model, loaded once per server and shared by every session (read-only: eval mode, never trained); a
+    model this tab taught comes from the tab's own session."""
+    if entry.source == TAUGHT:
+        held = st.session_state.get(_TAUGHT, {}).get(entry.name)
+        if held is None:
+            raise WeightsError(f"the taught model {entry.name} is no longer held by this tab")
+        return held[1]
     return _load(str(entry.weights), entry.sha256, mtime(entry.weights))
+
+
+def set_taught(models: list[tuple[ModelEntry, torch.nn.Module]]) -> None:
+    """The models this tab taught last (they replace the earlier ones): offered on every page of this tab only,
+    and dropped with the tab's session."""
+    st.session_state[_TAUGHT] = {entry.name: (entry, model.eval()) for entry, model in models}
+
+
+def taught_models() -> list[ModelEntry]:
+    return [entry for entry, _ in st.session_state.get(_TAUGHT, {}).values()]
 
 
 def mtime(path: Path | None) -> float:
@@ -89,13 +108,13 @@ def local_test_set() -> Split | None:
 
 
 def models() -> list[ModelEntry]:
-    """The models on offer (shipped, and finished runs not at chance level); reread on every call (cheap: small
-    JSON files) so new runs appear."""
+    """The models on offer (shipped, and finished runs not at chance level), then the ones this tab taught;
+    reread on every call (cheap: small JSON files) so new runs appear."""
     try:
-        return list_models()
+        return list_models() + taught_models()
     except WeightsError as e:
         problem("The list of models could not be read.", e)
-        return []
+        return taught_models()
 
 
 def no_models_message() -> None:

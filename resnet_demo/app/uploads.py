@@ -38,11 +38,11 @@ def held_bytes(files: Sequence[UploadedFile]) -> int:
     return sum(f.size for f in files)
 
 
-def refusal(files: Sequence[UploadedFile]) -> str | None:
+def refusal(files: Sequence[UploadedFile], max_files: int = MAX_FILES) -> str | None:
     """Why this upload cannot be kept, in words for a student; None when it fits."""
-    if len(files) > MAX_FILES:
-        return (f"At most {MAX_FILES} images at a time: {len(files)} were chosen, so none was kept. "
-                f"Choose up to {MAX_FILES} and upload them again.")
+    if len(files) > max_files:
+        return (f"At most {max_files} images at a time: {len(files)} were chosen, so none was kept. "
+                f"Choose up to {max_files} and upload them again.")
     held = held_bytes(files)
     if held > MAX_SESSION_BYTES:
         return (f"These uploads come to {held / 2**20:.1f} MB; at most {MAX_SESSION_BYTES / 2**20:.0f} MB can be "

@@ -30,13 +30,16 @@ def per_class_bars(series: dict[str, list[float | None]], height: int = 360) -> 
 
 
 def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[int, int] | None = None,
-                     height: int = 470) -> go.Figure:
-    """Rows: true class, columns: predicted class. Cell text is the image count; colour is % of the true class."""
+                     height: int = 470, classes: tuple[str, ...] = CLASSES, clickable: bool = True) -> go.Figure:
+    """Rows: true class, columns: predicted class (of `classes`, CIFAR-10's by default). Cell text is the image
+    count; colour is % of the true class. `clickable`: the hover text invites a click (the page acts on one)."""
     counts = np.asarray(confusion, dtype=np.int64)
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"a {counts.shape} confusion matrix for {len(classes)} classes")
     totals = counts.sum(1, keepdims=True)
     pct = np.divide(100.0 * counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    eye = np.eye(len(CLASSES), dtype=bool)
-    names = list(CLASSES)
+    eye = np.eye(len(classes), dtype=bool)
+    names = list(classes)
     custom = np.dstack([counts, pct])
     fig = go.Figure()
     for mask, scale, zmax in ((eye, "Greens", 100.0), (~eye, "Reds", max(5.0, float(pct[~eye].max(initial=0))))):
@@ -48,9 +51,10 @@ def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[in
     xs, ys = np.meshgrid(np.arange(len(names)), np.arange(len(names)))
     fig.add_scatter(  # the click targets: one invisible square per cell
         x=[names[i] for i in xs.ravel()], y=[names[j] for j in ys.ravel()], mode="markers",
-        marker=dict(symbol="square", size=36, opacity=0), customdata=custom.reshape(-1, 2),
+        marker=dict(symbol="square", size=max(36, 360 // len(names)), opacity=0), customdata=custom.reshape(-1, 2),
         hovertemplate="true <b>%{y}</b>, predicted <b>%{x}</b><br>%{customdata[0]} images "
-                      "(%{customdata[1]:.1f}% of the %{y}s)<extra>click to show them</extra>",
+                      "(%{customdata[1]:.1f}% of the true %{y})<extra>" + ("click to show them" if clickable else "")
+                      + "</extra>",
         selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)), showlegend=False)
     if selected is not None:
         t, p = selected
@@ -59,8 +63,8 @@ def confusion_figure(confusion: list[list[int]] | np.ndarray, selected: tuple[in
     style(fig, height, legend=None, margin=dict(l=10, r=10, t=10, b=10))
     fig.update_layout(plot_bgcolor="#f7f8fa", uirevision=None,
                       xaxis=dict(title="predicted class", tickangle=-35, range=[-0.5, len(names) - 0.5],
-                                 constrain="domain", showgrid=False, zeroline=False, fixedrange=True),
-                      yaxis=dict(title="true class", range=[len(names) - 0.5, -0.5], scaleanchor="x",
+                                 type="category", constrain="domain", showgrid=False, zeroline=False, fixedrange=True),
+                      yaxis=dict(title="true class", range=[len(names) - 0.5, -0.5], scaleanchor="x", type="category",
                                  constrain="domain", showgrid=False, zeroline=False, fixedrange=True))
     return fig
 
