@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from apptest_util import APP, TIMEOUT, assert_clean, open_page, unmark
 from streamlit.testing.v1 import AppTest
 from teach_images import photo, small
 
+from apptest_util import APP, TIMEOUT, assert_clean, open_page, unmark
 from resnet_demo.app import finetunes, lesson, teach_panels, teacher
 from resnet_demo.app.pages import teach_page
 from resnet_demo.server import jobs

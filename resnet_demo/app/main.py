@@ -6,8 +6,7 @@ from types import ModuleType
 import streamlit as st
 
 from . import teacher, threads, uploads
-from .pages import (explain_page, fool_page, inside_page, paper_page, predict_page, teach_page, testset_page,
-                    train_page)
+from .pages import explain_page, fool_page, inside_page, paper_page, predict_page, teach_page, testset_page, train_page
 from .state import guarded
 
 PAGES = (
