@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmarks.recipe_evidence import evidence, needed_epochs
 from resnet_demo.training.recipes import RECIPES, TABLE6_EPOCHS, get_recipe
@@ -46,3 +47,34 @@ def test_the_schedule_warms_up_then_anneals_to_zero_at_its_end():
 
 def test_the_preset_is_offered_everywhere_a_preset_is():
     assert "table6" in RECIPES and RECIPES["table6"].epochs_for(56) == 85
+
+
+def test_recipe_trials_runs_each_knob_and_writes_its_record(synthetic_data_dir, tmp_path):
+    """The ablation script behind docs/GPU.md's "Fewer epochs": every knob on at once, two short epochs."""
+    import json
+
+    from benchmarks.recipe_trials import main
+
+    out = tmp_path / "trial.json"
+    assert main(["--data-dir", str(synthetic_data_dir), "--out", str(out), "--depth", "8", "--epochs", "2",
+                 "--batch", "128", "--ema", "0.9", "--zero-bn", "--nowd-bn", "--bn-lr", "2", "--alt-flip",
+                 "--sched", "lin", "--pad", "2", "--threads", "1"]) == 0
+    rec = json.loads(out.read_text())
+    assert [h["epoch"] for h in rec["history"]] == [1, 2]
+    assert 0 <= rec["final"] <= 1 and 0 <= rec["final_ema"] <= 1
+    assert set(rec["tracked_averages"]) == {"0.99", "0.995", "0.998"}
+    assert rec["args"]["zero_bn"] and "data_dir" not in rec["args"]
+
+
+def test_recipe_trials_alternating_flips_flip_each_image_every_other_epoch(synthetic_data_dir):
+    """With --alt-flip every image is flipped in one epoch and not in the next; without it, about half change."""
+    from benchmarks.recipe_trials import Batches, parse
+    from resnet_demo.data.cifar import load_cifar10
+
+    data = load_cifar10(synthetic_data_dir)
+    for alt in (True, False):
+        a = parse(["--data-dir", str(synthetic_data_dir), "--out", "x"] + (["--alt-flip"] if alt else []))
+        b = Batches(data.train.images, data.train.labels, a)
+        (_, _, f0), (_, _, f1), (_, _, f2) = b.draw(0), b.draw(1), b.draw(2)
+        changed = (f0 ^ f1).float().mean().item()
+        assert (changed == 1.0 and torch.equal(f0, f2)) if alt else 0.3 < changed < 0.7
