@@ -88,27 +88,17 @@ def students_may_teach() -> bool:
 
 def set_students_may_teach(value: bool) -> None:
     """The teacher's switch (checked here, on the server, whoever calls it)."""
-    if not _teacher_gate("switching who may teach"):
+    if not teacher.may_act("switching who may teach"):
         return
     with _policy().lock:
         _policy().open = bool(value)
     log.info("Teach is now %s", "open to students" if value else "the teacher's only")
 
 
-def _teacher_gate(what: str) -> bool:
-    """The app's one gate, app/teacher.py: True when this tab may act as the teacher, else the locked message.
-    (Where teacher.may_act exists, this is `return teacher.may_act(what)`.)"""
-    if teacher.can_control():
-        return True
-    log.warning("refused %s: this tab has not unlocked the teacher controls", what)
-    st.error(teacher.LOCKED_HELP)
-    return False
-
-
 def may_teach(what: str) -> bool:
     """The first line of every Teach action that costs the server: True when this tab may, else False after
     saying why."""
-    return students_may_teach() or _teacher_gate(what)
+    return students_may_teach() or teacher.may_act(what)
 
 
 def can_teach() -> bool:
