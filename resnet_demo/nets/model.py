@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_demo.base.seeding import drawing
 from resnet_demo.nets.classes import check_names
 from resnet_demo.nets.paper import CLASSES, blocks_per_stage
 
@@ -103,25 +104,27 @@ class CifarResNet(nn.Module):
 
     def __init__(self, arch: Arch, classes: Sequence[str] | None = None):
         super().__init__()
-        self.arch = arch
-        self.classes: tuple[str, ...] = CLASSES if classes is None else check_names(classes)
-        n = blocks_per_stage(arch.depth)
-        self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
-        self.relu = nn.ReLU()
-        in_planes = STAGE_WIDTHS[0]
-        stages = []
-        for i, planes in enumerate(STAGE_WIDTHS):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, residual=not arch.plain, shortcut=arch.shortcut))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, len(self.classes))
-        self._init_weights()
+        with drawing():  # its draws come in one piece, never interleaved with a seeded block elsewhere
+            self.arch = arch
+            self.classes: tuple[str, ...] = CLASSES if classes is None else check_names(classes)
+            n = blocks_per_stage(arch.depth)
+            self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
+            self.relu = nn.ReLU()
+            in_planes = STAGE_WIDTHS[0]
+            stages = []
+            for i, planes in enumerate(STAGE_WIDTHS):
+                blocks = []
+                for j in range(n):
+                    stride = 2 if i > 0 and j == 0 else 1
+                    blocks.append(BasicBlock(in_planes, planes, stride, residual=not arch.plain,
+                                             shortcut=arch.shortcut))
+                    in_planes = planes
+                stages.append(nn.Sequential(*blocks))
+            self.layer1, self.layer2, self.layer3 = stages
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(in_planes, len(self.classes))
+            self._init_weights()
 
     def _init_weights(self) -> None:
         # He et al. initialise with the method of their ref. [13] ("He/Kaiming" normal, fan_out for convs).

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_demo.base.device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
+from resnet_demo.base.seeding import seeded
 from resnet_demo.base.storage import atomic_write_bytes, atomic_write_json, sha256_bytes
 from resnet_demo.data.cifar import Split
 from resnet_demo.data.loader import PAD, channel_stats, normalize
@@ -185,25 +186,25 @@ def start_model(config: TeachConfig, classes: tuple[str, ...],
     """(the network to fine-tune, what it started from). From a trained network: its layers, copied (`base` when
     the caller already has it loaded, else config.start), with a new last layer for `classes`; from scratch:
     random weights. The new weights depend only on the seed; the global random state is left alone."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        if config.from_scratch:
+    if config.from_scratch:
+        with seeded(config.seed):
             return CifarResNet(config.arch, classes), SCRATCH
-        if base is None:
-            try:
-                entry = default_start() if config.start is None else resolve(config.start)
-                base = entry.load()
-            except WeightsError as e:
-                raise TeachError(str(e)) from None
-            name = entry.name
-        else:
-            name = config.start or "the given network"
-        model = copy.deepcopy(base).cpu().float()
-        old = model.fc
+    if base is None:
+        try:
+            entry = default_start() if config.start is None else resolve(config.start)
+            base = entry.load()
+        except WeightsError as e:
+            raise TeachError(str(e)) from None
+        name = entry.name
+    else:
+        name = config.start or "the given network"
+    model = copy.deepcopy(base).cpu().float()
+    old = model.fc
+    with seeded(config.seed):
         model.fc = nn.Linear(old.in_features, len(classes))
         nn.init.kaiming_uniform_(model.fc.weight, a=5 ** 0.5)
-        nn.init.zeros_(model.fc.bias)
-        model.classes = classes
+    nn.init.zeros_(model.fc.bias)
+    model.classes = classes
     return model, name
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from resnet_demo.base import faults
 from resnet_demo.base.device import autocast, hardware_name, precision_label, resolve_device, resolve_precision
+from resnet_demo.base.seeding import seeded
 from resnet_demo.base.storage import StorageError, atomic_write_json, remove_temp_files
 from resnet_demo.data.cifar import Cifar10, DataError, stratified_subset
 from resnet_demo.data.loader import DeviceLoader, eval_batch_size
@@ -247,8 +248,9 @@ def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World,
                           rank=world.rank, world_size=world.size, channels_last=True)
     test_loader = DeviceLoader(test_curve, eval_batch_size(device), device, train=False, rank=world.rank,
                                world_size=world.size, channels_last=True)
-    torch.manual_seed(cfg.seed)
-    raw = CifarResNet(cfg.arch).to(device).to(memory_format=torch.channels_last)
+    with seeded(cfg.seed):
+        raw = CifarResNet(cfg.arch)
+    raw = raw.to(device).to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.SGD(raw.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
