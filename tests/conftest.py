@@ -21,6 +21,18 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 # AppTest runs the app inside this process: keep the threads above, rather than the app server's one a call.
 os.environ.setdefault("RESNET_DEMO_APP_THREADS", str(torch.get_num_threads()))
 
+THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the suite's thread count: a test that changes it (a benchmark's --threads) would
+    otherwise change the floating-point sums of every later training test in this process."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
+
+
 REAL_DATA_ENV = "RESNET_DEMO_TEST_DATA"
 TIMES_ENV = "RESNET_DEMO_TEST_TIMES"  # a file: each test's wall and CPU seconds are appended there (docs/TESTING.md)
 

@@ -58,7 +58,7 @@ def test_recipe_trials_runs_each_knob_and_writes_its_record(synthetic_data_dir, 
     out = tmp_path / "trial.json"
     assert main(["--data-dir", str(synthetic_data_dir), "--out", str(out), "--depth", "8", "--epochs", "2",
                  "--batch", "128", "--ema", "0.9", "--zero-bn", "--nowd-bn", "--bn-lr", "2", "--alt-flip",
-                 "--sched", "lin", "--pad", "2", "--threads", "1"]) == 0
+                 "--sched", "lin", "--pad", "2"]) == 0
     rec = json.loads(out.read_text())
     assert [h["epoch"] for h in rec["history"]] == [1, 2]
     assert 0 <= rec["final"] <= 1 and 0 <= rec["final_ema"] <= 1
