@@ -133,7 +133,9 @@ def test_a_killed_trainer_is_reported_as_killed_and_resumes(runs):
     assert not any(line.strip() and line.strip() in s.message for line in log_lines)
     jobs.resume(run_id, runs)
     s = jobs.wait(run_id, runs, timeout=180, until=lambda s: (s.last("start") or {}).get("resumed_from_step"))
-    assert s.last("start")["resumed_from_step"] == step
+    # A checkpoint is announced only once it is on disk, after a background write: a kill between a write and its
+    # announcement leaves a newer checkpoint than the last event says, and the resume rightly starts from that one.
+    assert s.last("start")["resumed_from_step"] >= step
 
 
 def test_a_trainer_killed_before_its_first_checkpoint_says_so(tmp_path):
