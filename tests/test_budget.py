@@ -178,3 +178,16 @@ def test_the_cli_refuses_too_and_a_teacher_can_override(tmp_path, synthetic_data
     forced = _train(["--depth", "20", *tiny, "--out", str(tmp_path / "b"), "--ignore-memory-limit"], env)
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert (tmp_path / "b" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("value, wanted", [
+    (None, 3), ("", 3), (" 2 ", 2), ("16", 16), ("17", 3), ("0", 3), ("-4", 3), ("two", 3), ("1.5", 3),
+])
+def test_a_count_setting_is_used_in_range_and_a_bad_one_is_logged(value, wanted, caplog, monkeypatch):
+    name = "RESNET_DEMO_TEST_COUNT"
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+    assert budget.env_count(name, default=3, most=16) == wanted
+    assert (name in caplog.text) == (value is not None and bool(value.strip()) and str(wanted) != value.strip())

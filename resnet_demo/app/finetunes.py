@@ -41,17 +41,7 @@ LOCKED = ("The teacher has locked Teach on this server: only the teacher can tra
 
 def workers() -> int:
     """Fine-tunes at once: RESNET_DEMO_TEACH_WORKERS (1 to 16), else DEFAULT_WORKERS (said in the log)."""
-    try:
-        value = budget.env_number(ENV_WORKERS, int)
-    except ValueError as e:
-        log.warning("%s; using %d", e, DEFAULT_WORKERS)
-        return DEFAULT_WORKERS
-    if value is None:
-        return DEFAULT_WORKERS
-    if not 1 <= value <= MAX_WORKERS:
-        log.warning("%s must be 1 to %d, not %d; using %d", ENV_WORKERS, MAX_WORKERS, value, DEFAULT_WORKERS)
-        return DEFAULT_WORKERS
-    return int(value)
+    return budget.env_count(ENV_WORKERS, DEFAULT_WORKERS, MAX_WORKERS)
 
 
 @st.cache_resource(show_spinner=False)

@@ -9,8 +9,6 @@ without a CPU for 14 s of work, and a prediction's p95 was 5.5 s; with one threa
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from resnet_demo.training import budget
@@ -18,23 +16,12 @@ from resnet_demo.training import budget
 ENV = "RESNET_DEMO_APP_THREADS"
 DEFAULT = 1
 
-log = logging.getLogger(__name__)
 _done = False
 
 
 def threads_wanted(name: str = ENV) -> int:
     """The setting's value, or DEFAULT (said in the server's log) where it is unset or not from 1 to 256."""
-    try:
-        value = budget.env_number(name, int)
-    except ValueError as e:
-        log.warning("%s; using %d", e, DEFAULT)
-        return DEFAULT
-    if value is None:
-        return DEFAULT
-    if value > 256:
-        log.warning("the server's setting %s must be at most 256, not %d; using %d", name, value, DEFAULT)
-        return DEFAULT
-    return int(value)
+    return budget.env_count(name, DEFAULT, 256)
 
 
 def configure_once() -> None:

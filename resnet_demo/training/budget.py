@@ -23,6 +23,7 @@ settings.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,8 @@ from resnet_demo.store.weights import WeightsError
 from resnet_demo.training import checkpoint as ckpt
 from resnet_demo.training.config import TrainConfig
 from resnet_demo.training.recipes import RECIPES
+
+log = logging.getLogger(__name__)
 
 GB = 1e9
 ENV_MAX_GB = "RESNET_DEMO_MAX_TRAIN_GB"
@@ -193,6 +196,22 @@ def env_number(name: str, kind=float) -> float | None:
         raise ValueError(f"the server's setting {name} must be {what} above 0, not {text!r}; "
                          f"whoever runs the server can correct it")
     return value
+
+
+def env_count(name: str, default: int, most: int) -> int:
+    """A whole-number server setting from 1 to `most`: its value, else `default`, where it is unset or (said in
+    the server's log, never ignored silently) not a whole number in range."""
+    try:
+        value = env_number(name, int)
+    except ValueError as e:
+        log.warning("%s; using %d", e, default)
+        return default
+    if value is None:
+        return default
+    if value > most:
+        log.warning("the server's setting %s must be at most %d, not %d; using %d", name, most, value, default)
+        return default
+    return int(value)
 
 
 def _host_room() -> float:
