@@ -15,6 +15,15 @@ OTHER = "other"
 SHORTCUTS = {"A": "A: identity + zero padding", "B": "B: 1×1 projection"}
 
 
+def model_page_head(title: str, caption: str, spec=3, **columns) -> tuple[ModelEntry | None, list]:
+    """The top of a page about one model: its title, what it shows, and a row of columns whose first picks the
+    model (None where there is none; the page has then said so)."""
+    st.title(title)
+    st.caption(caption)
+    head = st.columns(spec, **columns)
+    return model_picker(container=head[0]), head
+
+
 def model_picker(label: str = "Model", key: str = "model", entries: list[ModelEntry] | None = None,
                  container=None) -> ModelEntry | None:
     """A selectbox over the models on offer, remembered in the URL (?model=...) so a teacher can share the view."""

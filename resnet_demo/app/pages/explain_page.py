@@ -124,11 +124,9 @@ def _all(entry, chosen, target, opts, opacity) -> None:
 
 
 def render() -> None:
-    st.title("Explain")
-    st.caption("Which pixels made the network choose its answer? Each method answers a slightly different "
-               "question, so they rarely agree exactly.")
-    head = st.columns(3)
-    entry = pickers.model_picker(container=head[0])
+    entry, head = pickers.model_page_head(
+        "Explain", "Which pixels made the network choose its answer? Each method answers a slightly different "
+                   "question, so they rarely agree exactly.")
     if entry is None:
         return
     method = _method_picker(head[1])

@@ -333,11 +333,9 @@ def _depth_view() -> None:
 
 
 def render() -> None:
-    st.title("Fool it")
-    st.caption("Change a picture by less than a person can see, and the network calls it something else: an "
-               "adversarial example.")
-    head = st.columns(3)
-    entry = pickers.model_picker(container=head[0])
+    entry, head = pickers.model_page_head(
+        "Fool it", "Change a picture by less than a person can see, and the network calls it something else: an "
+                   "adversarial example.")
     if entry is None:
         return
     attack, target = _attack_picker(head[1]), _goal_picker(head[2])

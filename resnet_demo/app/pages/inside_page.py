@@ -252,11 +252,10 @@ def _current_image(entry: ModelEntry, chosen: inputs.Chosen, index: int, label: 
 
 
 def render() -> None:
-    st.title("Inside the network")
-    st.caption("What the layers make of one picture, how small a residual block's correction F(x) is next to its "
-               "input x, and what is left when a block is taken out.")
-    head = st.columns([1, 1.6], vertical_alignment="bottom")
-    entry = pickers.model_picker(container=head[0])
+    entry, head = pickers.model_page_head(
+        "Inside the network", "What the layers make of one picture, how small a residual block's correction F(x) "
+                              "is next to its input x, and what is left when a block is taken out.",
+        [1, 1.6], vertical_alignment="bottom")
     if entry is None:
         return
     view = _view_picker(head[1])
