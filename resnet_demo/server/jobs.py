@@ -444,11 +444,17 @@ def _label(out: Path, run_id: str, events: list[Event]) -> str:
 
 def _vanished(out: Path, events: list[Event]) -> str:
     """What to say of a trainer that went away without an end record: kill -9, the out-of-memory killer, a crash
-    of the interpreter. Its log's last line is only what it printed last, not why it ended."""
-    step = (last(events, "checkpoint") or {}).get("step")
-    if step is None and (out / ckpt.FILENAME).is_file():
+    of the interpreter. Its log's last line is only what it printed last, not why it ended.
+
+    The step is the checkpoint file's, which a resume starts from: a checkpoint is announced after its background
+    write, so a kill in between leaves a file one newer than the last event. The event serves where the file
+    cannot be read."""
+    step = None
+    if (out / ckpt.FILENAME).is_file():
         with contextlib.suppress(Exception):
             step = ckpt.read_state(out / ckpt.FILENAME)["step"]
+    if step is None:
+        step = (last(events, "checkpoint") or {}).get("step")
     if step is None:
         return "the training process ended without finishing (killed or crashed) before its first checkpoint"
     return (f"the training process ended without finishing (killed or crashed); its last checkpoint at step "
