@@ -3,9 +3,10 @@
 GPU: wall time of the `table6` preset, trained as on a GPU without the per-epoch test curve (--eval-every 0),
 from the train() call to the end of its final evaluation (the full 10,000 test images), when that reaches the
 paper's Table 6 accuracy; a run still training at four times the target time is stopped: not reached.
-CPU: the test accuracy the `classroom` preset of ResNet-20 reaches within 5 minutes of wall time on the
-machine at hand. The preset runs as a teacher would run it; should it not finish by 300 s it is stopped there
-and its checkpoint is evaluated, which the notes say.
+CPU: the test accuracy the `classroom` preset of ResNet-20 reaches on the machine at hand within 5 minutes of
+wall time on the full set, and within 3 on the built-in subset (the one a machine without the data set trains
+on). The preset runs as a teacher would run it; should it not finish in time it is stopped there and its
+checkpoint is evaluated, which the notes say.
 """
 from __future__ import annotations
 
@@ -110,38 +111,54 @@ def _accuracy_listener(r: dict, goal: float, t0: float):
     return listener
 
 
-def cpu_classroom_row(ws: Workspace, log) -> Row:
+# The classroom preset's goals on two CPU cores: (data, wall-time budget in s, accuracy to reach).
+CLASSROOM_GOALS = {"full": (300, 0.82), "builtin": (180, 0.75)}
+
+
+def cpu_classroom_rows(ws: Workspace, log) -> list[Row]:
+    """The classroom preset as a teacher starts it: on the full set (if found) and on the built-in subset."""
+    return [_classroom_row(ws, "full", log), _classroom_row(ws, "builtin", log)]
+
+
+def _classroom_row(ws: Workspace, data: str, log) -> Row:
+    import tempfile
+
+    from resnet_demo.data import builtin
+    from resnet_demo.data.cifar import load_cifar10
+    from resnet_demo.nets.model import Arch, CifarResNet
     from resnet_demo.store.evaluate import evaluate
+    from resnet_demo.training.checkpoint import load_checkpoint
     from resnet_demo.training.config import TrainConfig
     from resnet_demo.training.recipes import get_recipe
     from resnet_demo.training.train import train
 
-    rid, name, target = "tta.cpu.classroom.r20", "CPU classroom ResNet-20: test accuracy in 5 min", ">= 75%"
-    reason = _no_real_data(ws)
-    if reason:
+    budget, goal = CLASSROOM_GOALS[data]
+    images = 50_000 if data == "full" else builtin.TRAIN_IMAGES
+    what = "the full set" if data == "full" else "the built-in subset"
+    rid = "tta.cpu.classroom.r20" + ("" if data == "full" else ".builtin")
+    name, target = f"CPU classroom ResNet-20 on {what}: test accuracy in {budget // 60} min", f">= {100 * goal:.0f}%"
+    if data == "full" and (reason := _no_real_data(ws)):
         return skipped(rid, name, "%", target, reason)
-    recipe = get_recipe("classroom", "cpu")
-    log(f"  cpu ResNet-20 classroom preset ({recipe.epochs} epochs, batch {recipe.batch_size}), "
-        f"stop at {CPU_BUDGET_S} s ...")
+    recipe = get_recipe("classroom", "cpu", train_images=images)
+    log(f"  cpu ResNet-20 classroom preset on {what} ({recipe.epochs} epochs, batch {recipe.batch_size}), "
+        f"stop at {budget} s ...")
     out = ws.new_run_dir()
-    cfg = TrainConfig(depth=20, preset="classroom", device="cpu", data_dir=str(ws.real_data), out=str(out),
-                      download=False)
-    t0 = time.perf_counter()
-    result = train(cfg, should_stop=lambda: time.perf_counter() - t0 > CPU_BUDGET_S)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as nothing:  # no full set there: the preset falls back to the built-in one
+        cfg = TrainConfig(depth=20, preset="classroom", device="cpu", out=str(out), download=False,
+                          data_dir=str(ws.real_data) if data == "full" else nothing)
+        t0 = time.perf_counter()
+        result = train(cfg, should_stop=lambda: time.perf_counter() - t0 > budget)
+        wall = time.perf_counter() - t0
     if result.get("status") == "stopped":
-        from resnet_demo.data.cifar import load_cifar10
-        from resnet_demo.nets.model import Arch, CifarResNet
-        from resnet_demo.training.checkpoint import load_checkpoint
-
         model = CifarResNet(Arch(20))
         load_checkpoint(out / "checkpoint.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.0))
-        acc = evaluate(model, load_cifar10(str(ws.real_data)).test)["accuracy"]
-        note = (f"did NOT finish: stopped at {CPU_BUDGET_S} s at step {result['step']} of "
-                f"{recipe.epochs * (50_000 // recipe.batch_size)}; accuracy of that checkpoint (mid-schedule)")
+        test = load_cifar10(str(ws.real_data)).test if data == "full" else builtin.load().test
+        acc = evaluate(model, test)["accuracy"]
+        note = (f"did NOT finish: stopped at {budget} s at step {result['step']} of "
+                f"{recipe.epochs * (images // recipe.batch_size)}; accuracy of that checkpoint (mid-schedule)")
     else:
         acc = result["test_accuracy"]
-        note = (f"finished in {wall:.0f} s wall ({result['steps']} steps; final evaluation of 10,000 test images "
-                f"included)")
-    return Row(rid, name, 100 * acc, "%", target, acc >= 0.75, f"{note}; {torch.get_num_threads()} torch threads",
-               extra={"wall_s": wall})
+        note = (f"finished in {wall:.0f} s wall ({result['steps']} steps; final evaluation of "
+                f"{result['test_images']:,} test images included)")
+    return Row(rid, name, 100 * acc, "%", target, acc >= goal, f"{note}; {torch.get_num_threads()} torch threads",
+               extra={"wall_s": wall, "epochs": recipe.epochs, "batch_size": recipe.batch_size})

@@ -1,6 +1,6 @@
 """`python -m benchmarks.run`: the speeds that matter to a class, each against its target, in one table.
 
-    python -m benchmarks.run                       # everything (the classroom row alone takes 5 minutes)
+    python -m benchmarks.run                       # everything (the two classroom rows take 8 minutes)
     python -m benchmarks.run --skip classroom      # everything else (~15 min on a 2-core CPU)
     python -m benchmarks.run --quick               # small step counts: checks the script, numbers are rough
     python -m benchmarks.run --only train,predict --json out.json
@@ -119,7 +119,7 @@ def run_groups(args, ws: Workspace, log, report: Report) -> list[Row]:
     if "attack" in chosen:
         section("attack", lambda: latency.attack_rows(ws, args.quick, log))
     if "classroom" in chosen:  # last: the long one
-        section("classroom", lambda: accuracy.cpu_classroom_row(ws, log))
+        section("classroom", lambda: accuracy.cpu_classroom_rows(ws, log))
     return rows
 
 

@@ -193,7 +193,7 @@ def test_without_the_full_set_the_page_says_what_it_trains_on(app_env):
     assert any(i.value.startswith("No full CIFAR-10 found; training on the built-in 5,000-image subset")
                for i in at.info)
     assert not at.button(key="train_start").disabled
-    assert at.number_input(key="train_epochs_classroom").value == 30  # the same steps as 3 epochs of 50,000
+    assert at.number_input(key="train_epochs_classroom").value == 32  # the preset's cap for a small set
     at.selectbox(key="train_preset").set_value("fast").run()
     at.number_input(key="train_subset_cpu").set_value(50_000).run()
     assert_clean(at)

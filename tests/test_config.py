@@ -44,7 +44,7 @@ def test_argument_lists_and_json_reproduce_the_settings():
     (dict(batch_size=2.5), "batch size must be a positive whole number, got 2.5"),
     (dict(lr=-0.1), "lr must be a positive number"),
     (dict(subset=100, batch_size=128), "a subset of 100 images is smaller than one batch \\(128\\)"),
-    (dict(subset=100), "smaller than one batch \\(128\\)"),  # the preset's batch
+    (dict(subset=100), "smaller than one batch \\(256\\)"),  # the preset's batch
     (dict(precision="fp8"), "unknown precision 'fp8'; choose one of auto, bf16, fp32"),
     (dict(device="gpu"), "unsupported device 'gpu': use auto, cpu, cuda or cuda:N"),
     (dict(seed=-1), "seed must be a whole number, 0 or more"),
@@ -68,4 +68,4 @@ def test_the_command_line_refuses_what_validate_refuses(argv, capsys):
 
 def test_valid_settings_pass():
     assert EVERYTHING.validate().label == "Plain-56"
-    assert TrainConfig(device="cuda:1", subset=128).validate().depth == 20
+    assert TrainConfig(device="cuda:1", subset=256).validate().depth == 20

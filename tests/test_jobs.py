@@ -268,14 +268,14 @@ def test_only_a_run_without_a_checkpoint_starts_again_and_only_one_with_one_resu
     assert not jobs.status("r", runs).restartable  # started from a terminal: how, the page cannot tell
     with pytest.raises(jobs.JobError, match="not started from this page"):
         jobs.restart("r", runs)
-    (out / jobs.JOB_FILE).write_text(json.dumps({"args": ["--depth", "8", "--subset", "128"]}))
+    (out / jobs.JOB_FILE).write_text(json.dumps({"args": ["--depth", "8", "--subset", "512"]}))
     (out / "events.jsonl").write_text('{"type": "start", "label": "ResNet-8"}\n')  # the killed attempt's
     s = jobs.status("r", runs)
     assert s.restartable and not s.resumable
     with pytest.raises(jobs.JobError, match="no checkpoint to resume from; it can be started again"):
         jobs.resume("r", runs)
     assert jobs.restart("r", runs) == "r"
-    assert launched == [("r", ["--depth", "8", "--subset", "128", "--resume"])]
+    assert launched == [("r", ["--depth", "8", "--subset", "512", "--resume"])]
     assert not (out / "events.jsonl").exists()  # the page shows the new attempt, not the killed one
     jobs._release(runs, "r")
     (out / "checkpoint.safetensors").write_bytes(b"")

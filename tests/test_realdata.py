@@ -33,7 +33,7 @@ def test_real_data_integrity(real_data_dir):
 
 @pytest.mark.slow
 def test_classroom_preset_learns_on_a_real_subset(real_data_dir, tmp_path):
-    # A full classroom run (3 epochs of 50,000 images) takes too long for the suite on 2 shared cores:
+    # A full classroom run (5 epochs of 50,000 images) takes too long for the suite on 2 shared cores:
     # 5,000 stratified images for 2 epochs (78 steps) must already be well above the 10% of guessing.
     # Measured at 30.6 / 37.0 / 33.6 % for seeds 0-2; 2,000 images for one epoch (16 steps) gave 19-20 %,
     # too close to a threshold to be a stable test.

@@ -233,7 +233,7 @@ def test_a_run_record_names_each_leg_of_a_journey_in_order(tmp_path):
 
 
 def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, synthetic_data_dir, tmp_path):
-    # `--resume` without --epochs/--batch-size: the preset's defaults (classroom: 3 epochs, batch 128) would put
+    # `--resume` without --epochs/--batch-size: the preset's defaults (classroom: 5 epochs, batch 256) would put
     # step 13 at another point of another schedule; the checkpoint's own (2 epochs of batch 64) are kept.
     out = tmp_path / "r"
     train(cfg(synthetic_data_dir, out), should_stop=stop_after(15))
