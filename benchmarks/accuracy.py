@@ -19,7 +19,6 @@ from .common import Row, Workspace, figure_id, skipped
 GPU_TARGET_S = {20: 15, 56: 45, 110: 90}  # the goals of "GPU training at the hardware's pace"
 GPU_PRESET = "table6"
 GPU_EVAL_EVERY = 0  # as benchmarks.gpu trains: no per-epoch test curve, the final evaluation decides
-CPU_BUDGET_S = 300
 
 
 def _no_real_data(ws: Workspace) -> str | None:
