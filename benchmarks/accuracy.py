@@ -128,11 +128,11 @@ def _classroom_row(ws: Workspace, data: str, log) -> Row:
     from resnet_demo.store.evaluate import evaluate
     from resnet_demo.training.checkpoint import load_checkpoint
     from resnet_demo.training.config import TrainConfig
-    from resnet_demo.training.recipes import get_recipe
+    from resnet_demo.training.recipes import FULL_TRAIN_IMAGES, get_recipe
     from resnet_demo.training.train import train
 
     budget, goal = CLASSROOM_GOALS[data]
-    images = 50_000 if data == "full" else builtin.TRAIN_IMAGES
+    images = FULL_TRAIN_IMAGES if data == "full" else builtin.TRAIN_IMAGES
     what = "the full set" if data == "full" else "the built-in subset"
     rid = "tta.cpu.classroom.r20" + ("" if data == "full" else ".builtin")
     name, target = f"CPU classroom ResNet-20 on {what}: test accuracy in {budget // 60} min", f">= {100 * goal:.0f}%"

@@ -31,7 +31,7 @@ class Recipe:
 
         By depth (table6): the entry of the nearest listed depth at or above it, the deepest's beyond them all.
         By size (same_work): the same number of training steps whatever the size, up to `most_epochs` passes
-        (classroom: 5 epochs of the full 50,000 images; of the built-in 5,000 not 50 but 32, docs/RESULTS.md)."""
+        (classroom: 5 epochs of the full 50,000 images; of the built-in 5,000 not 50 but CLASSROOM_MOST_EPOCHS)."""
         epochs = self.epochs
         if self.epochs_by_depth and depth is not None:
             epochs = next((e for d, e in sorted(self.epochs_by_depth) if d >= depth), max(self.epochs_by_depth)[1])
@@ -65,6 +65,10 @@ PAPER_ITERATIONS = 64_000  # at batch 128: 164 epochs of 50,000 images
 # ~15 % (those runs crossed Table 6 at 85-91 % of their length), so the length is what decides the time.
 TABLE6_EPOCHS: tuple[tuple[int, int], ...] = ((20, 40), (32, 75), (44, 65), (56, 85), (110, 85))
 
+# The classroom preset's cap on passes over a small set: the built-in 5,000 images would otherwise get 50, about
+# 4 minutes on 2 CPU cores; 32 take under 3 (docs/RESULTS.md, "The classroom preset").
+CLASSROOM_MOST_EPOCHS = 32
+
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         "paper", epochs=164, batch_size=128, lr=0.1, weight_decay=1e-4,
@@ -88,10 +92,10 @@ RECIPES: dict[str, Recipe] = {
     "classroom": Recipe(
         "classroom", epochs=5, batch_size=256, lr=0.3, nesterov=True, weight_decay=5e-4, label_smoothing=0.1,
         schedule="onecycle", warmup=0.2,
-        same_work=True, most_epochs=32, builtin_fallback=True,
+        same_work=True, most_epochs=CLASSROOM_MOST_EPOCHS, builtin_fallback=True,
         description="Real learning within minutes on a laptop CPU: one-cycle SGD for as many steps as a few passes "
                     "over the full set take, whatever the number of training images (more epochs on fewer, up to "
-                    "32); without the full set it trains on the built-in subset.",
+                    f"{CLASSROOM_MOST_EPOCHS}); without the full set it trains on the built-in subset.",
     ),
 }
 

@@ -114,7 +114,7 @@ def _training_images(device: str, batch: int, on_gpu: bool, epochs_key: str | No
     key = f"train_subset_{device}"
     typed = st.session_state.get(key, FULL_TRAIN if on_gpu and find_cifar10() is not None else 5000)
     same_steps = (" The classroom preset trains for the same number of steps whatever the number: more epochs on "
-                  "fewer images." if epochs_key else "")
+                  f"fewer images, up to {RECIPES['classroom'].most_epochs}." if epochs_key else "")
     return int(st.number_input("Training images", min_value=batch, max_value=FULL_TRAIN, value=max(batch, typed),
                                step=1000, key=key,
                                on_change=(lambda: st.session_state.pop(epochs_key, None)) if epochs_key else None,
