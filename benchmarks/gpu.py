@@ -10,6 +10,11 @@
    end of the final evaluation on all 10,000 test images, when that reaches Table 6; each epoch's training
    accuracy and time. A run still training when the time budget (--budget-s, for the whole command) is spent
    is stopped and reported as not reached.
+4. `--compile` on the GPU (throughput.r20.compiled): the compiled network inside the captured step, its fused
+   BatchNorm/ReLU/add against the default step's throughput.r20. Last, as it costs a compile and is measured only
+   for the record: `--compile` becomes the default only if this shows it faster. On a CPU it is skipped.
+
+`--parts` runs some parts only (a second call finishing what a first one's budget left), into a file of its own.
 
 Every figure has a stable id (throughput.r20, ratio.r20, tta.r20, ...; benchmarks/common.py, figure_id) and is
 printed as soon as it is measured. The JSON (OUT/results-gpu-<date>.json; results-cpu-... elsewhere) is
@@ -36,7 +41,8 @@ DEPTHS = (20, 56, 110)
 PRESET = "table6"
 EVAL_EVERY = 0  # no per-epoch test curve: the final evaluation decides, as on a GPU (docs/GPU.md)
 QUICK_GOAL = 0.15  # synthetic data in --quick: a goal a ResNet-8 reaches in two epochs, to exercise that path
-PARTS = ("throughput", "host_syncs", "time_to_table6")
+PARTS = ("throughput", "host_syncs", "time_to_table6", "compiled")
+COMPILED_DEPTH = 20  # one depth: a compile takes about a minute, and depth 20 is where launches weigh most
 SPENT = "skipped: the time budget was spent"
 
 
@@ -72,10 +78,12 @@ def _measure(name: str, fn, deadline: float) -> dict:
 
 def _throughput_row(depth: int, name: str, cell: dict) -> Row:
     variant = {"fast": None}.get(name, name)
-    what = {"baseline": "tutorial baseline", "eager": "train(), eager step", "fast": "train(), default step"}[name]
+    what = {"baseline": "tutorial baseline", "eager": "train(), eager step", "fast": "train(), default step",
+            "compiled": "train(), --compile (inside the captured step)"}[name]
     extra = {k: v for k, v in cell.items() if k != "images_per_s"} | ({"variant": variant} if variant else {})
     notes = (f"skipped: {cell['skipped']}" if "skipped" in cell else f"failed: {cell['error']}" if "error" in cell
-             else f"batch {cell.get('batch_size')}")
+             else f"batch {cell.get('batch_size')}"
+             + (f", {cell['vs_default_step']}x the default step" if "vs_default_step" in cell else ""))
     return Row(figure_id("throughput", depth, variant), f"ResNet-{depth} training, {what}", cell.get("images_per_s"),
                "img/s", notes=notes, extra=extra)
 
@@ -115,6 +123,22 @@ def throughput(ws: Workspace, depths: list[int], device: torch.device, quick: bo
             report.add(_ratio_row(depth, name, row))
         details.append(row)
         report.save()
+
+
+def compiled(ws: Workspace, depth: int, device: torch.device, deadline: float, log, report: Report) -> None:
+    """throughput.rD.compiled, and its ratio to the default step's throughput.rD where this run measured that."""
+    if device.type != "cuda":
+        cell = {"skipped": "needs a CUDA device (on a CPU --compile is an eager step of its own)"}
+    else:
+        log(f"  throughput ResNet-{depth}: compiled ...")
+        cell = _measure("compiled", partial(ours_throughput, ws, depth, device, PRESET, Windows(30, 40, 5),
+                                            step="auto", eval_every=EVAL_EVERY, compile=True), deadline)
+    default = report.value(figure_id("throughput", depth))
+    if cell.get("images_per_s") and default:
+        cell["vs_default_step"] = round(cell["images_per_s"] / default, 3)
+    report.add(_throughput_row(depth, "compiled", cell))
+    report.record.setdefault("compiled", []).append({"depth": depth, **cell})
+    report.save()
 
 
 def host_syncs(data_dir: Path, depth: int, device: torch.device, steps: int = 5) -> dict:
@@ -198,7 +222,7 @@ def summary(record: dict) -> str:
     lines += [f"  {r['id']:<26} {'-' if r['value'] is None else format(r['value'], ',.6g'):>12} {r['unit']:<6} "
               f"{r['notes']}" for r in record["rows"]]
     lines.append(f"host syncs in the captured step: {record.get('host_syncs')}")
-    undone = [p for p in PARTS if record["parts"].get(p) != "done"]
+    undone = [p for p in PARTS if record["parts"].get(p) == "pending"]
     if undone:
         lines.append(f"not done: {', '.join(undone)}")
     return "\n".join(lines)
@@ -211,8 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=450.0, help="stop whatever still runs after this many seconds")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="tiny synthetic data and a few steps: a check of the script")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"which parts to run, comma-separated (default: all of {','.join(PARTS)})")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    if not parts or set(parts) - set(PARTS):
+        p.error(f"--parts: choose among {', '.join(PARTS)}")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     deadline = t0 + args.budget_s
@@ -225,26 +254,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     depths = [8] if args.quick else list(DEPTHS)
     kind = "gpu" if device.type == "cuda" else "cpu"
-    path = Path(args.out) / f"results-{kind}{'-quick' if args.quick else ''}-{time.strftime('%Y-%m-%d')}.json"
+    some = "" if set(parts) == set(PARTS) else "-" + "-".join(x for x in PARTS if x in parts)
+    path = Path(args.out) / f"results-{kind}{'-quick' if args.quick else ''}-{time.strftime('%Y-%m-%d')}{some}.json"
     env = environment(device)
     report = Report(path, "benchmarks.gpu", argv, args.quick, env["device"], echo=lambda s: print(s, flush=True))
     report.record.update(budget_s=args.budget_s, data=ws.data_dir()[1] if args.quick else str(ws.real_data),
                          preset=PRESET, eval_every=EVAL_EVERY, environment=env)
     for part in PARTS:
-        report.part(part, "pending")
+        report.part(part, "pending" if part in parts else "not asked for")
     print(f"writing {path} as it goes", flush=True)
     try:
-        log("[throughput]")
-        throughput(ws, depths, device, args.quick, deadline, log, report)
-        report.part("throughput", "done")
-        try:
-            report.set("host_syncs", host_syncs(ws.real_data, depths[0], device))
-        except Exception as e:  # noqa: BLE001 - the time-to-Table-6 runs still go ahead
-            report.set("host_syncs", {"error": f"{type(e).__name__}: {e}"})
-        report.part("host_syncs", "done")
-        log("[time to Table 6]")
-        time_to_table6(ws, depths, device, args.quick, deadline, log, report)
-        report.part("time_to_table6", "done")
+        if "throughput" in parts:
+            log("[throughput]")
+            throughput(ws, depths, device, args.quick, deadline, log, report)
+            report.part("throughput", "done")
+        if "host_syncs" in parts:
+            try:
+                report.set("host_syncs", host_syncs(ws.real_data, depths[0], device))
+            except Exception as e:  # noqa: BLE001 - the time-to-Table-6 runs still go ahead
+                report.set("host_syncs", {"error": f"{type(e).__name__}: {e}"})
+            report.part("host_syncs", "done")
+        if "time_to_table6" in parts:
+            log("[time to Table 6]")
+            time_to_table6(ws, depths, device, args.quick, deadline, log, report)
+            report.part("time_to_table6", "done")
+        if "compiled" in parts:
+            log("[--compile]")
+            compiled(ws, depths[0] if args.quick else COMPILED_DEPTH, device, deadline, log, report)
+            report.part("compiled", "done")
     finally:
         ws.close()
     report.set("total_s", round(time.perf_counter() - t0, 1))

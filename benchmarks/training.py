@@ -77,7 +77,7 @@ def _rate(windows: list[tuple[int, float]], batch: int) -> tuple[float, list[flo
 
 
 def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str, w: Windows,
-                    step: str = "auto", eval_every: int = 1) -> tuple[float, dict]:
+                    step: str = "auto", eval_every: int = 1, compile: bool = False) -> tuple[float, dict]:
     from resnet_demo.base.device import precision_label, resolve_precision
     from resnet_demo.training.config import TrainConfig
     from resnet_demo.training.train import train
@@ -92,7 +92,7 @@ def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str
         clock.listener(e)
 
     cfg = TrainConfig(depth=depth, preset=preset, device=str(device), data_dir=str(data_dir),
-                      out=str(ws.new_run_dir()), download=False, step=step, eval_every=eval_every)
+                      out=str(ws.new_run_dir()), download=False, step=step, eval_every=eval_every, compile=compile)
     end = train(cfg, listener=listener, should_stop=clock)
     if len(clock.windows) < w.repeats:
         raise RuntimeError(f"train() ended before the timing windows were complete: {end.get('message')}")
@@ -101,6 +101,7 @@ def ours_throughput(ws: Workspace, depth: int, device: torch.device, preset: str
     return value, {"batch_size": start["batch_size"], "preset": preset, "precision": precision, "rates": rates,
                    "data": data_note, "step_path": start.get("step_path"), "step_fallback": start.get("step_fallback"),
                    "windows": clock.windows, "discarded_windows": clock.discarded, "eval_every": eval_every,
+                   "compile": compile,
                    "cudnn_benchmark": torch.backends.cudnn.benchmark if device.type == "cuda" else None}
 
 

@@ -119,21 +119,55 @@ def test_a_captured_step_is_chosen_where_it_can_run():
     assert (step, path, reason) == ("eager-step", "compiled", None)
 
 
-@pytest.mark.parametrize("requested,device,world,compiled,expected", [
-    ("auto", "cpu", 1, False, ("eager", None)),
-    ("eager", "cuda", 1, False, ("eager", None)),
-    ("auto", "cuda", 1, False, ("graph", None)),
-    ("graph", "cpu", 1, False, ("eager", "a CUDA graph needs a CUDA device")),
-    ("auto", "cuda", 2, False, ("eager", "under DDP the gradient all-reduce runs outside a capturable step")),
-    ("auto", "cuda", 1, True, ("eager", "the model is compiled (--compile)")),
+@pytest.mark.parametrize("requested,device,world,expected", [
+    ("auto", "cpu", 1, ("eager", None)),
+    ("eager", "cuda", 1, ("eager", None)),
+    ("auto", "cuda", 1, ("graph", None)),
+    ("graph", "cpu", 1, ("eager", "a CUDA graph needs a CUDA device")),
+    ("auto", "cuda", 2, ("eager", "under DDP the gradient all-reduce runs outside a capturable step")),
 ])
-def test_which_step_runs(requested, device, world, compiled, expected):
-    assert resolve_step(requested, torch.device(device), world, compiled) == expected
+def test_which_step_runs(requested, device, world, expected):
+    assert resolve_step(requested, torch.device(device), world) == expected
+
+
+def test_a_compiled_model_is_captured_and_trains_as_the_eager_one():
+    """--compile on a GPU: the graph records the compiled model's step (dynamo's eager backend stands in for
+    inductor here; the warm-up traces it before capture). Its buffers and weights are the network's own, so the
+    warm-up is undone and the training is the plain eager step's."""
+    model, opt = _setup()
+    model2 = copy.deepcopy(model)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
+                           weight_decay=RECIPE.weight_decay)
+    before = [t.clone() for t in model2.state_dict().values()]
+    compiled = torch.compile(model2, backend="eager")
+    with mock.patch.object(graph_step, "resolve_step", return_value=("graph", None)):  # as if on a GPU
+        step, path, reason = make_step("auto", None, compiled, opt2, RECIPE, None, 16, CPU, 1, True, eager_replay)
+    assert isinstance(step, GraphStep) and (path, reason) == ("compiled-cuda-graph", None)
+    assert _unchanged(before, model2)
+    eager = _eager(model, opt)
+    for k, (x, y) in enumerate(_batches(4)):
+        lr = 0.1 * (k + 1) / 4
+        (le, ce), (lg, cg) = eager(x, y, lr), step(x, y, lr)
+        assert torch.allclose(le, lg, rtol=1e-4) and int(ce) == int(cg)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_compiled_model_whose_capture_fails_runs_compiled_and_says_why():
+    model, opt = _setup()
+
+    def broken(fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with mock.patch.object(graph_step, "resolve_step", return_value=("graph", None)):
+        step, path, reason = make_step("auto", "compiled-step", torch.compile(model, backend="eager"), opt, RECIPE,
+                                       None, 16, CPU, 1, True, capture=broken)
+    assert (step, path) == ("compiled-step", "compiled") and reason.startswith("CUDA graph capture failed")
 
 
 def test_an_unknown_step_is_refused():
     with pytest.raises(ValueError, match="unknown step 'fast'; choose one of auto, eager, graph"):
-        resolve_step("fast", CPU, 1, False)
+        resolve_step("fast", CPU, 1)
 
 
 def test_a_batch_of_another_shape_is_refused():

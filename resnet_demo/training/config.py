@@ -74,8 +74,9 @@ class TrainConfig:
     device: str = _setting("auto", f"{DEVICE_NAMES} (auto: CUDA when present)", check=check_device_name)
     seed: int = _setting(0, "seeds the weights, the subset and the batches", parse=int, check=_non_negative,
                          resume="same")
-    compile: bool = _setting(False, "torch.compile the model (CPU only: on CUDA it was slower than eager, and the "
-                                    "graph step is faster): slow start; faster steps in CPU fp32, slower in CPU bf16")
+    compile: bool = _setting(False, "torch.compile the model: slow start; on the CPU faster steps in fp32, slower in "
+                                    "bf16; on a GPU the compiled model inside the CUDA graph step (fused "
+                                    "BatchNorm/ReLU/add; not yet measured on a GPU)")
     step: str = _setting("auto", "auto: on a GPU the whole training step replayed as one CUDA graph (eager if capture "
                                  "fails, or under DDP), eager on the CPU", choices=STEP_CHOICES)
     precision: str = _setting("auto", "auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "

@@ -10,7 +10,10 @@ device and reads only when it reports.
 
 Why by hand rather than torch.compile(mode="reduce-overhead"): capture needs only torch.cuda.graph, stable since
 torch 1.10, costs a second instead of minutes of compilation per depth, and does not depend on the compiler
-stack of the installed torch; `--compile` in its default mode was slower than eager on a GPU.
+stack of the installed torch; `--compile` in its default mode was slower than eager on a GPU. With `--compile`
+on a GPU the compiled network runs inside this capture instead: inductor's fused kernels (BatchNorm, ReLU and the
+shortcut's add in fewer passes over memory), replayed with one launch. It stays behind the flag until a GPU has
+measured it faster (benchmarks/gpu.py, `throughput.r20.compiled`).
 
 The update is torch.optim.SGD's (dampening 0, optional Nesterov, L2 weight decay added to the gradient) written
 with foreach ops so the learning rate can be a device tensor; torch's SGD reads a tensor lr back to the host.
@@ -210,7 +213,7 @@ class GraphStep:
         return self.loss, self.correct
 
 
-def resolve_step(requested: str, device: torch.device, world: int, compiled: bool) -> tuple[str, str | None]:
+def resolve_step(requested: str, device: torch.device, world: int) -> tuple[str, str | None]:
     """("graph" | "eager", why the graph was not used, when it was asked for or is the device's default)."""
     if requested not in STEP_CHOICES:
         raise ValueError(f"unknown step {requested!r}; choose one of {', '.join(STEP_CHOICES)}")
@@ -220,23 +223,23 @@ def resolve_step(requested: str, device: torch.device, world: int, compiled: boo
         return "eager", "a CUDA graph needs a CUDA device"
     if world > 1:
         return "eager", "under DDP the gradient all-reduce runs outside a capturable step"
-    if compiled:
-        return "eager", "the model is compiled (--compile)"
     return "graph", None
 
 
-def make_step(requested: str, eager: Step, raw: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+def make_step(requested: str, eager: Step, model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
               amp_dtype: torch.dtype | None, batch_size: int, device: torch.device, world: int, compiled: bool,
               capture: Capture | None = None, post_update: PostUpdate | None = None) -> tuple[Step, str, str | None]:
     """(the step to train with, its path for the record, why not the graph): the captured graph where asked for
-    and possible, else `eager`; path is "cuda-graph", "eager" or "compiled". `post_update`: see PostUpdate (the
-    eager step must then do the same work itself)."""
-    kind, reason = resolve_step(requested, device, world, compiled)
+    and possible, else `eager`. `model` is what the step runs: the network, or its torch.compile wrapper
+    (`compiled`), whose kernels (BatchNorm, ReLU and the shortcut's add fused) are then what the graph records:
+    the warm-up compiles them before capture. The path is "cuda-graph", "compiled-cuda-graph", "eager" or
+    "compiled". `post_update`: see PostUpdate (the eager step must then do the same work itself)."""
+    kind, reason = resolve_step(requested, device, world)
     if kind == "graph":
         try:
-            step = GraphStep(raw, optimizer, recipe, amp_dtype, batch_size, device, capture=capture,
+            step = GraphStep(model, optimizer, recipe, amp_dtype, batch_size, device, capture=capture,
                              post_update=post_update)
-            return step, "cuda-graph", None
+            return step, "compiled-cuda-graph" if compiled else "cuda-graph", None
         except GraphCaptureError as e:
             reason = f"CUDA graph capture failed ({e})"
     return eager, "compiled" if compiled else "eager", reason

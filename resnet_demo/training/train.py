@@ -122,7 +122,7 @@ class Run:
     amp_dtype: torch.dtype | None
     state: dict                       # the loop position, as the checkpoint holds it
     step_fn: Step = None
-    step_path: str = "eager"          # which step runs: "cuda-graph", "eager" or "compiled" (graph_step.make_step)
+    step_path: str = "eager"          # which step runs: "cuda-graph", "eager", ... (graph_step.make_step)
     step_fallback: str | None = None  # why not the CUDA graph, where it was asked for or is the default
     step: int = 0
     sums: torch.Tensor = None         # this epoch's loss sum, correct, count
@@ -183,9 +183,6 @@ def _prepare(cfg: TrainConfig) -> tuple[TrainConfig, Recipe, torch.device, World
             cfg = cfg.with_schedule_of(_saved_config(out))
         cfg.validate()
         device = resolve_device(cfg.device)
-        if cfg.compile and device.type == "cuda":
-            raise ValueError("--compile is not offered on CUDA: it was slower than eager there; the default step "
-                             "(--step auto) replays the whole step as a CUDA graph instead")
     except ValueError as e:
         raise TrainingError(str(e)) from None
     try:
@@ -263,7 +260,7 @@ def _setup(cfg: TrainConfig, recipe: Recipe, device: torch.device, world: World,
     run.step = run.state["step"]
     run.sums = torch.tensor(run.state["sums"], dtype=torch.float64, device=device)
     run.step_fn, run.step_path, run.step_fallback = make_step(
-        cfg.step, EagerStep(run.model, optimizer, recipe, run.amp), raw, optimizer, recipe, run.amp_dtype,
+        cfg.step, EagerStep(run.model, optimizer, recipe, run.amp), run.model, optimizer, recipe, run.amp_dtype,
         recipe.batch_size // world.size, device, world.size, cfg.compile)
     if run.step_fallback and world.is_main:
         print(f"training step: {run.step_path} ({run.step_fallback})", file=sys.stderr)
