@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.recipe_evidence import evidence, needed_epochs
+from benchmarks.recipe_evidence import add_runs, chosen_epochs, evidence, needed_epochs
 from resnet_demo.training.recipes import RECIPES, TABLE6_EPOCHS, get_recipe
 
 
@@ -23,6 +23,47 @@ def test_needed_epochs_interpolates_log_linearly():
     assert needed_epochs((40, 90.0), (160, 92.0), 91.2) == 110
     # already past the goal at 40 epochs: 40 * 2.5 ** (-0.8) = 19.2 -> 20
     assert needed_epochs((40, 92.0), (100, 93.0), 91.0) == 20
+
+
+def test_runs_beyond_the_shipped_ones_can_only_lengthen_an_entry():
+    goal = 91.25
+    # nothing measured at the interpolated length or beyond falls short: it stands
+    assert chosen_epochs(40, {40: [91.56], 100: [92.47]}, goal) == 40
+    assert chosen_epochs(75, {40: [90.0], 100: [93.0]}, goal) == 75  # a short run below the entry says nothing
+    # one run at 40 below Table 6: the fewest longer length where two runs or more all hold, with the margin
+    assert chosen_epochs(40, {40: [91.56, 90.89], 50: [91.6, 91.5], 100: [92.47]}, goal) == 50
+    assert chosen_epochs(40, {40: [91.56, 91.3]}, goal) is None  # mean 91.43 < 91.45 and nothing longer measured
+    assert chosen_epochs(40, {40: [91.56, 90.89], 50: [91.9, 91.2], 60: [91.7, 91.6]}, goal) == 60
+    assert chosen_epochs(40, {40: [91.56, 90.89], 50: [91.9], 100: [92.47, 92.3]}, goal) == 100  # one run is no proof
+
+
+def _run_folder(path, depth=20, epochs=3, seed=1, final=0.9131, test_images=10_000, preset="table6"):
+    import json
+
+    path.mkdir()
+    (path / "metrics.json").write_text(json.dumps({
+        "depth": depth, "epochs": epochs, "seed": seed, "precision": "bf16", "step_path": "eager", "preset": preset,
+        "hardware": "a CPU", "torch": "2.x", "command": "python -m resnet_demo train ...", "wall_time_s": 12.0,
+        "test_accuracy": final, "test_images": test_images}))
+    (path / "events.jsonl").write_text("".join(json.dumps(
+        {"type": "epoch", "epoch": e, "train_loss": 1.0 / e, "test_acc": 0.5 + e / 10}) + "\n"
+        for e in range(1, epochs + 1)))
+    return path
+
+
+def test_a_finished_run_is_recorded_once_with_its_curve(tmp_path):
+    runs = tmp_path / "runs.json"
+    add_runs([_run_folder(tmp_path / "a")], runs)
+    (r,) = add_runs([_run_folder(tmp_path / "b", final=0.9140)], runs)  # the same run again replaces it
+    assert (r["depth"], r["epochs"], r["seed"], r["final"]) == (20, 3, 1, 0.9140)
+    assert [c["epoch"] for c in r["curve"]] == [1, 2, 3] and r["curve"][0] == {"epoch": 1, "train_loss": 1.0,
+                                                                                 "test_acc": 0.6}
+    rows = {row["depth"]: row for row in evidence(runs_path=runs)}
+    assert rows[20]["runs"][3] == [91.4] and rows[20]["runs"][40] == [91.56]
+    with pytest.raises(SystemExit, match="not a table6 run evaluated on all 10,000"):
+        add_runs([_run_folder(tmp_path / "c", test_images=500)], runs)
+    with pytest.raises(SystemExit):
+        add_runs([_run_folder(tmp_path / "d", preset="fast")], runs)
 
 
 @pytest.mark.parametrize("depth,epochs", [(8, 40), (20, 40), (26, 75), (32, 75), (44, 65), (56, 85), (110, 85),
