@@ -99,6 +99,15 @@ def evidence(weights: Path = REPO / "weights", runs_path: Path = RUNS) -> list[d
     return rows
 
 
+def _placeholders(command: str) -> str:
+    """The command with its folders as DATA and RUN: they name one machine's layout, not the run."""
+    words = command.split()
+    for flag, name in (("--data-dir", "DATA"), ("--out", "RUN")):
+        if flag in words[:-1]:
+            words[words.index(flag) + 1] = name
+    return " ".join(words)
+
+
 def run_record(run_dir: Path) -> dict:
     """A finished run folder as one entry of RUNS: its settings, its final single-view accuracy on the whole
     test set (metrics.json) and its per-epoch curve (events.jsonl)."""
@@ -109,7 +118,8 @@ def run_record(run_dir: Path) -> dict:
     return {
         "depth": metrics["depth"], "epochs": metrics["epochs"], "seed": metrics["seed"],
         "precision": metrics["precision"], "step_path": metrics["step_path"], "hardware": metrics["hardware"],
-        "torch": metrics["torch"], "command": metrics["command"], "wall_time_s": metrics["wall_time_s"],
+        "torch": metrics["torch"], "command": _placeholders(metrics["command"]),
+        "wall_time_s": metrics["wall_time_s"],
         "final": metrics["test_accuracy"],
         "curve": [{"epoch": r["epoch"], "train_loss": round(r["train_loss"], 5),
                    "test_acc": None if r.get("test_acc") is None else round(r["test_acc"], 4)} for r in rows],

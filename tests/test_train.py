@@ -246,11 +246,11 @@ def test_resume_keeps_the_checkpoints_schedule_unless_told_otherwise(tiny_run, s
         with pytest.raises(TrainingError, match=re.escape(message)):
             train(cfg(synthetic_data_dir, out, resume=True, **given))
         assert (out / ckpt.FILENAME).read_bytes() == before, "a refused resume touched the checkpoint"
-    # A preset's own length or batch (table6: 40 epochs for this depth, batch 256) would put the step elsewhere
+    # A preset's own length or batch (table6: 50 epochs for this depth, batch 256) would put the step elsewhere
     # too (the settings alone); a resume takes the checkpoint's schedule instead.
     other = cfg(synthetic_data_dir, out, resume=True, preset="table6", epochs=None,
                 batch_size=None).with_schedule_of(ckpt.read_state(out / ckpt.FILENAME)["config"])
-    assert (get_recipe("table6", depth=8).epochs, get_recipe("table6").batch_size) == (40, 256)
+    assert (get_recipe("table6", depth=8).epochs, get_recipe("table6").batch_size) == (50, 256)
     r = get_recipe(other.preset, "cuda", other.epochs, other.batch_size, other.lr, depth=8)
     assert (r.epochs, r.batch_size, r.lr) == (2, 64, pytest.approx(0.075))
     resumed = train(cfg(synthetic_data_dir, out, resume=True, epochs=None, batch_size=None))
