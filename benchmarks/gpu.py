@@ -42,6 +42,9 @@ PRESET = "table6"
 EVAL_EVERY = 0  # no per-epoch test curve: the final evaluation decides, as on a GPU (docs/GPU.md)
 QUICK_GOAL = 0.15  # synthetic data in --quick: a goal a ResNet-8 reaches in two epochs, to exercise that path
 PARTS = ("throughput", "host_syncs", "time_to_table6", "compiled")
+WINDOWS = Windows(30, 40, 5)  # 30 warm-up steps, then 5 timed windows of 40 steps
+QUICK_WINDOWS = Windows(1, 1, 2)  # --quick: 640 images make 2 steps an epoch at batch 256, and a window may not
+                                  # span an epoch's end
 COMPILED_DEPTH = 20  # one depth: a compile takes about a minute, and depth 20 is where launches weigh most
 SPENT = "skipped: the time budget was spent"
 
@@ -102,8 +105,7 @@ def throughput(ws: Workspace, depths: list[int], device: torch.device, quick: bo
                report: Report) -> None:
     import os
 
-    # --quick: 640 images make 2 steps an epoch at batch 256, and a window may not span an epoch's end
-    w = Windows(1, 1, 2) if quick else Windows(30, 40, 5)
+    w = QUICK_WINDOWS if quick else WINDOWS
     workers = 0 if quick else min(8, os.cpu_count() or 2)
     details = report.record.setdefault("throughput", [])
     for depth in depths:
@@ -131,7 +133,7 @@ def compiled(ws: Workspace, depth: int, device: torch.device, deadline: float, l
         cell = {"skipped": "needs a CUDA device (on a CPU --compile is an eager step of its own)"}
     else:
         log(f"  throughput ResNet-{depth}: compiled ...")
-        cell = _measure("compiled", partial(ours_throughput, ws, depth, device, PRESET, Windows(30, 40, 5),
+        cell = _measure("compiled", partial(ours_throughput, ws, depth, device, PRESET, WINDOWS,
                                             step="auto", eval_every=EVAL_EVERY, compile=True), deadline)
     default = report.value(figure_id("throughput", depth))
     if cell.get("images_per_s") and default:

@@ -24,12 +24,31 @@ def eager_replay(fn):
     return fn
 
 
+def _sgd(model):
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
+                           weight_decay=RECIPE.weight_decay)
+
+
 def _setup(seed=0):
     torch.manual_seed(seed)
     model = build_model(8).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
-                          weight_decay=RECIPE.weight_decay)
-    return model, opt
+    return model, _sgd(model)
+
+
+def _twin(model):
+    """An independent copy of the model, with its own optimizer."""
+    twin = copy.deepcopy(model)
+    return twin, _sgd(twin)
+
+
+def _assert_trains_alike(eager, step, model, twin, batches):
+    """`batches` steps of each at a rising lr give the same losses, counts and weights, to float rounding."""
+    for k, (x, y) in enumerate(_batches(batches)):
+        lr = 0.1 * (k + 1) / batches
+        (le, ce), (lg, cg) = eager(x, y, lr), step(x, y, lr)
+        assert torch.allclose(le, lg, rtol=1e-4) and int(ce) == int(cg)
+    for a, b in zip(model.state_dict().values(), twin.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
 
 
 def _eager(model, opt):
@@ -79,16 +98,9 @@ def test_capture_leaves_model_and_optimizer_as_they_were():
 
 def test_captured_step_trains_as_the_eager_one():
     model, opt = _setup()
-    model2 = copy.deepcopy(model)
-    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
-                           weight_decay=RECIPE.weight_decay)
-    eager, graph = _eager(model, opt), GraphStep(model2, opt2, RECIPE, None, 16, CPU, capture=eager_replay)
-    for k, (x, y) in enumerate(_batches(6)):
-        lr = 0.1 * (k + 1) / 6
-        (le, ce), (lg, cg) = eager(x, y, lr), graph(x, y, lr)
-        assert torch.allclose(le, lg, rtol=1e-4) and int(ce) == int(cg)
-    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+    model2, opt2 = _twin(model)
+    graph = GraphStep(model2, opt2, RECIPE, None, 16, CPU, capture=eager_replay)
+    _assert_trains_alike(_eager(model, opt), graph, model, model2, batches=6)
     for a, b in zip(_momentum(model, opt), _momentum(model2, opt2), strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -135,22 +147,14 @@ def test_a_compiled_model_is_captured_and_trains_as_the_eager_one():
     inductor here; the warm-up traces it before capture). Its buffers and weights are the network's own, so the
     warm-up is undone and the training is the plain eager step's."""
     model, opt = _setup()
-    model2 = copy.deepcopy(model)
-    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=RECIPE.momentum, nesterov=RECIPE.nesterov,
-                           weight_decay=RECIPE.weight_decay)
+    model2, opt2 = _twin(model)
     before = [t.clone() for t in model2.state_dict().values()]
     compiled = torch.compile(model2, backend="eager")
     with mock.patch.object(graph_step, "resolve_step", return_value=("graph", None)):  # as if on a GPU
         step, path, reason = make_step("auto", None, compiled, opt2, RECIPE, None, 16, CPU, 1, True, eager_replay)
     assert isinstance(step, GraphStep) and (path, reason) == ("compiled-cuda-graph", None)
     assert _unchanged(before, model2)
-    eager = _eager(model, opt)
-    for k, (x, y) in enumerate(_batches(4)):
-        lr = 0.1 * (k + 1) / 4
-        (le, ce), (lg, cg) = eager(x, y, lr), step(x, y, lr)
-        assert torch.allclose(le, lg, rtol=1e-4) and int(ce) == int(cg)
-    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+    _assert_trains_alike(_eager(model, opt), step, model, model2, batches=4)
 
 
 def test_a_compiled_model_whose_capture_fails_runs_compiled_and_says_why():
